@@ -1,0 +1,1 @@
+"""Adapters: the only place store and broker clients are imported."""

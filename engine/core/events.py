@@ -1,0 +1,129 @@
+"""The event envelope and the canonical event types.
+
+Follows the normative event model: canonical dot names, an envelope with
+``event_id``, ``event_type``, ``timestamp`` and ``execution_id``; ``seq`` is assigned
+by the store on append and is monotonic per execution; persistence is idempotent by
+``(execution_id, event_id)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# Playbook lifecycle
+PLAYBOOK_EXECUTION_REQUESTED = "playbook.execution.requested"
+PLAYBOOK_REQUEST_EVALUATED = "playbook.request.evaluated"
+PLAYBOOK_STARTED = "playbook.started"
+PLAYBOOK_PAUSED = "playbook.paused"
+PLAYBOOK_RESUMED = "playbook.resumed"
+PLAYBOOK_PROCESSED = "playbook.processed"
+# Workflow, step, tool, loop, routing, retry
+WORKFLOW_STARTED = "workflow.started"
+WORKFLOW_FINISHED = "workflow.finished"
+STEP_STARTED = "step.started"
+STEP_FINISHED = "step.finished"
+TOOL_STARTED = "tool.started"
+TOOL_PROCESSED = "tool.processed"
+LOOP_STARTED = "loop.started"
+LOOP_ITERATION_STARTED = "loop.iteration.started"
+LOOP_ITERATION_FINISHED = "loop.iteration.finished"
+LOOP_FINISHED = "loop.finished"
+NEXT_EVALUATED = "next.evaluated"
+RETRY_STARTED = "retry.started"
+RETRY_PROCESSED = "retry.processed"
+# Added by this project
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_DECIDED = "approval.decided"
+EXECUTION_CANCEL_REQUESTED = "execution.cancel.requested"
+PLAYBOOK_REGISTERED = "playbook.registered"
+PLAYBOOK_GENERATED = "playbook.generated"
+POLICY_PROPOSED = "policy.proposed"
+POLICY_APPROVED = "policy.approved"
+POLICY_REJECTED = "policy.rejected"
+POLICY_APPLIED = "policy.applied"
+POLICY_EVALUATED = "policy.evaluated"
+POLICY_ROLLED_BACK = "policy.rolled_back"
+FEEDBACK_RECORDED = "feedback.recorded"
+
+KNOWN_EVENT_TYPES = frozenset(
+    value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
+)
+
+STATUS_IN_PROGRESS = "in_progress"
+STATUS_SUCCESS = "success"
+STATUS_ERROR = "error"
+STATUS_SKIPPED = "skipped"
+STATUS_PAUSED = "paused"
+
+
+def alias(event_type: str) -> str:
+    """Return the PascalCase display alias of a canonical dot name."""
+    return "".join(part.capitalize() for part in event_type.replace("_", ".").split("."))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of an execution's append-only log."""
+
+    event_id: str
+    event_type: str
+    execution_id: str
+    timestamp: str
+    entity_type: str | None = None
+    entity_id: str | None = None
+    parent_id: str | None = None
+    step_run_id: str | None = None
+    iteration: int | None = None
+    attempt: int | None = None
+    status: str | None = None
+    duration_ms: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+
+    def with_seq(self, seq: int) -> Event:
+        return replace(self, seq=seq)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "event_alias": alias(self.event_type),
+            "timestamp": self.timestamp,
+            "execution_id": self.execution_id,
+            "seq": self.seq,
+        }
+        for name in (
+            "entity_type",
+            "entity_id",
+            "parent_id",
+            "step_run_id",
+            "iteration",
+            "attempt",
+            "status",
+            "duration_ms",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        data["payload"] = self.payload
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            event_id=str(data["event_id"]),
+            event_type=str(data["event_type"]),
+            execution_id=str(data["execution_id"]),
+            timestamp=str(data["timestamp"]),
+            entity_type=data.get("entity_type"),
+            entity_id=data.get("entity_id"),
+            parent_id=data.get("parent_id"),
+            step_run_id=data.get("step_run_id"),
+            iteration=data.get("iteration"),
+            attempt=data.get("attempt"),
+            status=data.get("status"),
+            duration_ms=data.get("duration_ms"),
+            payload=dict(data.get("payload") or {}),
+            seq=data.get("seq"),
+        )

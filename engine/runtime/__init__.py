@@ -1,0 +1,1 @@
+"""I/O shells around the pure core: running tools and driving executions."""

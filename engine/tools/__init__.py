@@ -1,0 +1,1 @@
+"""Tool executors: one module per tool kind."""

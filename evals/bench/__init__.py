@@ -1,0 +1,1 @@
+"""Engine benchmark: ``noetl-agent run`` against its peers (see README.md)."""

@@ -1,0 +1,1 @@
+"""The `noetl-agent` command line."""

@@ -1,0 +1,127 @@
+"""ShellTool: commands run in order, output is kept, failures and timeouts are classified."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.ports import ToolContext
+from engine.tools.shell import OUTPUT_CAP, ShellTool
+
+
+def _ctx(*, timeout: float | None = None, base_dir: str | None = None) -> ToolContext:
+    return ToolContext(
+        execution_id="e1", step="shell_step", step_run_id="r1", timeout=timeout, base_dir=base_dir
+    )
+
+
+def _is_dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for an init that may never reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+async def test_single_command_captures_stdout() -> None:
+    outcome = await ShellTool().run({"cmds": ["echo hello"]}, {}, _ctx())
+    assert outcome.status == "ok"
+    assert outcome.data == {"stdout": "hello\n", "stderr": "", "exit_code": 0}
+
+
+async def test_command_string_is_accepted() -> None:
+    outcome = await ShellTool().run({"command": "printf 'a b'"}, {}, _ctx())
+    assert outcome.status == "ok"
+    assert outcome.data["stdout"] == "a b"
+
+
+async def test_commands_run_in_order_and_accumulate_output() -> None:
+    cmds = ["echo one", "echo two >&2", "echo three"]
+    outcome = await ShellTool().run({"cmds": cmds}, {}, _ctx())
+    assert outcome.status == "ok"
+    assert outcome.data == {"stdout": "one\nthree\n", "stderr": "two\n", "exit_code": 0}
+
+
+async def test_stops_at_first_failing_command(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    cmds = ["echo before", "echo broken >&2; exit 3", f"touch {marker}"]
+    outcome = await ShellTool().run({"cmds": cmds}, {}, _ctx())
+    assert outcome.status == "error"
+    assert outcome.error is not None
+    assert outcome.error.kind == "validation"
+    assert outcome.error.code == 3
+    assert outcome.error.retryable is False
+    assert "command 2 of 3" in outcome.error.message
+    assert "exited with code 3" in outcome.error.message
+    assert "broken" in outcome.error.message
+    assert outcome.data == {"stdout": "before\n", "stderr": "broken\n", "exit_code": 3}
+    assert not marker.exists()
+
+
+async def test_env_is_merged_over_the_environment() -> None:
+    config = {"cmds": ['echo "$GREETING $COUNT $HOME"'], "env": {"GREETING": "hi", "COUNT": 2}}
+    outcome = await ShellTool().run(config, {}, _ctx())
+    assert outcome.status == "ok"
+    assert outcome.data["stdout"] == f"hi 2 {os.environ['HOME']}\n"
+
+
+async def test_cwd_is_relative_to_base_dir(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    outcome = await ShellTool().run(
+        {"cmds": ["pwd"], "cwd": "scripts"}, {}, _ctx(base_dir=str(tmp_path))
+    )
+    assert outcome.status == "ok"
+    assert Path(outcome.data["stdout"].strip()).resolve() == (tmp_path / "scripts").resolve()
+
+
+async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    # The background child would outlive a kill of the shell alone.
+    cmd = f"sleep 30 & echo $! > {pid_file}; echo started; wait"
+    started = time.monotonic()
+    outcome = await ShellTool().run({"cmds": [cmd], "timeout": 0.3}, {}, _ctx())
+    assert time.monotonic() - started < 3
+    assert outcome.status == "error"
+    assert outcome.error is not None
+    assert outcome.error.kind == "timeout"
+    assert outcome.error.retryable is True
+    assert "0.3s" in outcome.error.message
+    assert outcome.data["stdout"] == "started\n"
+    assert _is_dead(int(pid_file.read_text()))
+
+
+async def test_step_timeout_applies_when_smaller() -> None:
+    outcome = await ShellTool().run({"cmds": ["sleep 5"], "timeout": 60}, {}, _ctx(timeout=0.2))
+    assert outcome.error is not None
+    assert outcome.error.kind == "timeout"
+
+
+async def test_output_keeps_the_last_64_kb() -> None:
+    cmd = "head -c 200000 /dev/zero | tr '\\0' 'a'; printf END"
+    outcome = await ShellTool().run({"cmds": [cmd]}, {}, _ctx())
+    assert outcome.status == "ok"
+    assert len(outcome.data["stdout"]) == OUTPUT_CAP
+    assert outcome.data["stdout"].endswith("aEND")
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({}, "cmds"),
+        ({"cmds": "echo hi"}, "cmds"),
+        ({"cmds": []}, "cmds"),
+        ({"cmds": ["echo", 3]}, "cmds[1]"),
+        ({"cmds": ["echo"], "env": ["A=1"]}, "env"),
+        ({"cmds": ["echo"], "cwd": "/no/such/dir"}, "cwd"),
+        ({"cmds": ["echo"], "timeout": "soon"}, "timeout"),
+    ],
+)
+async def test_invalid_config_is_a_validation_error(config: dict[str, object], field: str) -> None:
+    outcome = await ShellTool().run(config, {}, _ctx())
+    assert outcome.error is not None
+    assert outcome.error.kind == "validation"
+    assert f"`{field}`" in outcome.error.message or field in outcome.error.message
