@@ -305,8 +305,3 @@ class ChainCredentialProvider:
             except CredentialNotFound:
                 continue
         raise CredentialNotFound(name)
-
-
-def default_credential_provider(path: str | os.PathLike[str]) -> ChainCredentialProvider:
-    """Environment variables first (they override), then the credentials file at ``path``."""
-    return ChainCredentialProvider([EnvCredentialProvider(), FileCredentialProvider(path)])

@@ -168,11 +168,11 @@ class ExecutionMachine:
         elif action in ("break", "jump"):
             run.broke = True
             run.jump_to = payload.get("jump_to") if action == "jump" else None
-        if not run.outcome_ready and not run.in_flight:
-            if run.broke or len(run.results) == len(run.items):
-                run.status = "success"
-                run.result = [run.results[i] for i in sorted(run.results)]
-                run.outcome_ready = True
+        done = run.broke or len(run.results) == len(run.items)
+        if not run.outcome_ready and not run.in_flight and done:
+            run.status = "success"
+            run.result = [run.results[i] for i in sorted(run.results)]
+            run.outcome_ready = True
 
     def _on_approval_requested(self, event: Event) -> None:
         run = self.runs[event.step_run_id or ""]

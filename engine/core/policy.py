@@ -84,7 +84,7 @@ def decide_after_attempt(
         if action == "retry":
             attempts = int(fields.get("attempts") or 3)
             if attempt >= attempts:
-                exhausted = "fail" if failed else "continue"
+                exhausted: Action = "fail" if failed else "continue"
                 return PolicyDecision(
                     exhausted, f"{label} exhausted", set=updates, attempts=attempts
                 )

@@ -63,8 +63,8 @@ def parse_playbook(text: str, *, source: str | None = None, check: bool = True) 
     try:
         playbook = Playbook.model_validate(data)
     except PydanticValidationError as exc:
-        issues = [_issue_from_error(error, data, lines) for error in exc.errors()]
-        raise PlaybookInvalid(_dedupe([i for i in issues if i is not None]), source) from None
+        found = [_issue_from_error(error, data, lines) for error in exc.errors()]
+        raise PlaybookInvalid(_dedupe([i for i in found if i is not None]), source) from None
     if check:
         issues = static_issues(playbook)
         if issues:
@@ -92,7 +92,7 @@ def _load_yaml(text: str, source: str | None) -> tuple[Any, dict[PathKey, int]]:
         raise PlaybookInvalid([Issue("", "the document is empty", 1)], source)
     lines: dict[PathKey, int] = {}
     _index_lines(node, (), lines)
-    data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader is used
+    data = yaml.load(text, Loader=_Loader)
     return data, lines
 
 
@@ -161,14 +161,20 @@ def _issue_from_error(error: Any, data: Any, lines: dict[PathKey, int]) -> Issue
         return Issue(f"{path}.kind", f"unknown tool kind `{found}`", line, hint)
     if kind == "missing":
         field = str(loc[-1]) if loc else ""
+        need = None
         if field == "tool":
-            hint = "every step needs a tool; a routing-only step uses `tool: {kind: noop}`"
-        else:
-            hint = None
-        return Issue(path, f"`{field}` is required", line, hint)
+            need = "every step needs a tool; a routing-only step uses `tool: {kind: noop}`"
+        return Issue(path, f"`{field}` is required", line, need)
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "literal_error":
         message = f"{message} (got {error.get('input')!r})"
+    if kind == "string_type" and isinstance(error.get("input"), bool):
+        return Issue(
+            path,
+            f"expected text, got the boolean {str(error['input']).lower()}",
+            line,
+            "YAML reads yes/no/on/off/true/false as booleans; quote the value",
+        )
     return Issue(path, message, line)
 
 

@@ -236,7 +236,7 @@ class PlaybookTool(ToolBase):
 
 class WorkbookTool(ToolBase):
     kind: Literal["workbook"]
-    name: str  # type: ignore[assignment]
+    name: str
 
 
 class ShellTool(ToolBase):

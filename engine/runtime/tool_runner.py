@@ -160,7 +160,7 @@ class ToolRunner:
                 return decision, outcome, attempt, started
             delay = decision.delay
             if decision.jitter and delay > 0:
-                delay = random.uniform(0, delay)  # noqa: S311 - jitter, not security
+                delay = random.uniform(0, delay)
             attempt += 1
             await report(
                 [

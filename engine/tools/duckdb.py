@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import importlib.util
 import math
 import os
 import uuid
@@ -44,6 +45,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ROW_STATEMENTS = frozenset({"SELECT", "PRAGMA", "EXPLAIN", "CALL", "EXECUTE", "RELATION"})
 _STATUS_COLUMNS = (["Count"], ["Success"])
 _ZONED = "WITH TIME ZONE"
+_HAVE_PYTZ = importlib.util.find_spec("pytz") is not None
 
 
 class _Invalid(ValueError):
@@ -215,8 +217,8 @@ class _Run:
                 if statement.type.name not in _ROW_STATEMENTS and columns in _STATUS_COLUMNS:
                     relation.fetchall()
                     continue
-                if any(_ZONED in str(kind) for kind in relation.types):
-                    # Python conversion of zoned timestamps needs pytz; Arrow's does not.
+                if not _HAVE_PYTZ and any(_ZONED in str(kind) for kind in relation.types):
+                    # DuckDB's conversion of zoned timestamps needs pytz; Arrow's does not.
                     rows = [
                         {str(k): _jsonable(v) for k, v in row.items()}
                         for row in relation.to_arrow_table().to_pylist()

@@ -78,7 +78,11 @@ def _string_mapping(config: Mapping[str, Any], field: str) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise _Invalid(f"`{field}` must be a mapping of names to values, got {value!r}")
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v)
+        for k, v in value.items()
+        if v is not None
+    }
 
 
 def _query_params(config: Mapping[str, Any]) -> dict[str, Any]:

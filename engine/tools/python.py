@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.core.templates import StepResultList
 from engine.ports import ToolContext
 from engine.tools.outcome import ToolOutcome
 
@@ -89,6 +90,8 @@ class _Worker:
         self.runs += 1
         stdin.write(len(body).to_bytes(4, "big") + body)
         await stdin.drain()
+        if stdin.is_closing():  # a failed write closes the pipe; drain may not say so yet
+            raise ConnectionResetError("the worker's input pipe is closed")
 
     async def exit_status(self) -> str:
         """How the process ended, for a message (waits briefly for it to be reaped)."""
@@ -237,6 +240,9 @@ class PythonTool:
             libs = _libs(config)
             if libs:
                 request["libs"] = libs
+            loop_inputs = [name for name in inputs if isinstance(inputs[name], StepResultList)]
+            if loop_inputs:
+                request["loop_results"] = loop_inputs
             tool_timeout = _seconds(config.get("timeout"), "python tool timeout")
             step_timeout = _seconds(ctx.timeout, "step timeout")
         except _Invalid as e:

@@ -324,16 +324,39 @@ def _restore_cwd() -> None:
     os.chdir(_home)
 
 
+class LoopResults(list[Any]):
+    """A loop step's results: a list in item order that also answers the
+    ``{"results": [...], "count": n}`` reads of playbooks written for upstream NoETL."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in ("results", "data"):
+            return list(self)
+        if key == "count":
+            return len(self)
+        return default
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            if key in ("results", "data"):
+                return list(self)
+            if key == "count":
+                return len(self)
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request and return its reply; never raises for an error of the step code."""
     filename = request.get("file") or "<python step>"
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    inputs = request.get("inputs") or {}
+    for name in request.get("loop_results") or ():
+        if isinstance(inputs.get(name), list):
+            inputs[name] = LoopResults(inputs[name])
     try:
-        result = execute(
-            request["code"], filename, request.get("inputs") or {}, request.get("libs") or {}
-        )
+        result = execute(request["code"], filename, inputs, request.get("libs") or {})
         reply: dict[str, Any] = {"ok": True, "result": result}
     except BaseException as e:  # the step's failure, whatever it is, is the reply
         reply = {"ok": False, "error": _failure(e, filename)}

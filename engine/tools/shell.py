@@ -109,7 +109,7 @@ def _env_value(value: Any) -> str:
 
 def _environment(config: Mapping[str, Any]) -> dict[str, str] | None:
     env = config.get("env")
-    if env is None:
+    if not env:
         return None  # inherit the worker's environment without copying it
     if not isinstance(env, Mapping):
         raise _Invalid(f"`env` must be a mapping of names to values, got {type(env).__name__}")

@@ -151,7 +151,8 @@ class _Progress:
             delay = event.payload.get("delay_ms", 0)
             reason = event.payload.get("reason") or "error"
             self.console.print(
-                f"{pad}[yellow]↻[/] {event.entity_id} attempt {event.attempt} in {delay} ms ({reason})"
+                f"{pad}[yellow]↻[/] {event.entity_id} attempt {event.attempt} "
+                f"in {delay} ms ({reason})"
             )
         elif kind == ev.LOOP_STARTED:
             self.console.print(

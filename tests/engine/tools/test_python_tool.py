@@ -340,6 +340,7 @@ async def test_a_change_of_directory_does_not_leak_into_the_next_run(tool: Pytho
 async def test_a_worker_that_died_while_idle_is_replaced_unnoticed(tool: PythonTool) -> None:
     pid = (await run(tool, "import os\nresult = os.getpid()")).data
     os.kill(pid, signal.SIGKILL)
+    await process_gone(pid)
     outcome = await run(tool, "import os\nresult = os.getpid()")
     assert outcome.status == "ok", outcome.error
     assert outcome.data != pid

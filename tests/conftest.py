@@ -1,0 +1,37 @@
+"""Shared fixtures: real services are used for real; missing ones skip loudly, or fail in CI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.adapters.sqlite.stores import SqliteDatabase
+from engine.runtime.embedded import Engine
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CONFORMANCE = Path(os.environ.get("NOETL_CONFORMANCE_DIR", SHARED / "conformance"))
+
+
+def require_service(available: bool, what: str) -> None:
+    """Skip with a loud reason when a service is missing; under CI=true fail instead."""
+    if available:
+        return
+    message = f"{what} is not reachable; start it (see shared/design/SERVICES.md)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI requires it: {message}")
+    pytest.skip(f"SERVICE MISSING: {message}")
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    """An embedded engine on a fresh SQLite file."""
+    db = SqliteDatabase.open(tmp_path / "noetl.db")
+    eng = Engine(db.events, db.catalog, lock_dir=tmp_path / "locks")
+    try:
+        yield eng
+    finally:
+        await eng.aclose()
+        db.close()
