@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,8 +62,18 @@ class _Live:
     base_dir: str | None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # finished or paused
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # finished
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     file_lock: IO[str] | None = None
+
+
+def _age_seconds(timestamp: str) -> float:
+    """Seconds since an RFC 3339 timestamp (0 when it cannot be read)."""
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - then).total_seconds()
 
 
 def new_execution_id() -> str:
@@ -95,8 +106,19 @@ class Engine:
         if self._lock_dir:
             self._lock_dir.mkdir(parents=True, exist_ok=True)
         self._playbooks: dict[tuple[str, int], Playbook] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- public API
+
+    def prewarm(self, kinds: tuple[str, ...] = ("python",)) -> None:
+        """Start tool workers in the background now, so the first step does not wait."""
+        for kind in kinds:
+            executor = self.tools.get(kind)
+            warm = getattr(executor, "warm", None)
+            if warm is not None:
+                task = asyncio.create_task(warm())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every event appended by this engine, in order."""
@@ -172,11 +194,15 @@ class Engine:
         execution_id = await self.execute(path, version=version, workload=workload)
         return await self.wait(execution_id)
 
-    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionOutcome:
-        """Wait until the execution finishes or pauses for a person; return its outcome."""
+    async def wait(
+        self, execution_id: str, timeout: float | None = None, *, through_pauses: bool = False
+    ) -> ExecutionOutcome:
+        """Wait until the execution finishes, or pauses for a person unless
+        ``through_pauses``; return its outcome. Raise ``TimeoutError`` after ``timeout``."""
         live = self._live.get(execution_id)
         if live is not None:
-            await asyncio.wait_for(live.settled.wait(), timeout)
+            signal = live.done if through_pauses else live.settled
+            await asyncio.wait_for(signal.wait(), timeout)
         return await self.outcome(execution_id)
 
     async def outcome(self, execution_id: str) -> ExecutionOutcome:
@@ -195,7 +221,8 @@ class Engine:
         return ExecutionOutcome(execution_id, summary.status)
 
     async def recover(self) -> list[str]:
-        """Pick up every running execution left by a stopped process; return their ids."""
+        """Pick up every running execution left by a stopped process, and every paused one
+        whose approval timed out; return their ids."""
         resumed: list[str] = []
         for summary in await self.events.list_executions(status="running", limit=10_000):
             if summary.execution_id in self._live:
@@ -203,7 +230,28 @@ class Engine:
             with contextlib.suppress(Conflict):
                 await self.resume(summary.execution_id)
                 resumed.append(summary.execution_id)
+        for summary in await self.events.list_executions(status="paused", limit=10_000):
+            if summary.execution_id in self._live or not await self._approval_expired(
+                summary.execution_id
+            ):
+                continue
+            with contextlib.suppress(Conflict):
+                await self.resume(summary.execution_id)
+                resumed.append(summary.execution_id)
         return resumed
+
+    async def _approval_expired(self, execution_id: str) -> bool:
+        pending: dict[str | None, Event] = {}
+        for event in await self.events.read(execution_id):
+            if event.event_type == ev.APPROVAL_REQUESTED:
+                pending[event.step_run_id] = event
+            elif event.event_type == ev.APPROVAL_DECIDED:
+                pending.pop(event.step_run_id, None)
+        return any(
+            _age_seconds(e.timestamp) >= float(e.payload["timeout_s"])
+            for e in pending.values()
+            if e.payload.get("timeout_s")
+        )
 
     async def resume(self, execution_id: str) -> ExecutionMachine:
         """Rebuild an execution from its events and carry on where it stopped."""
@@ -228,11 +276,13 @@ class Engine:
             commands = live.machine.outstanding()
             issued = {command.command_id for command in decision.commands}
             commands = [c for c in commands if c.command_id not in issued] + decision.commands
-            if stored and any(e.event_type == ev.PLAYBOOK_RESUMED for e in decision.events):
-                pass
             self._settle(live)
             for command in commands:
                 self._dispatch(live, command)
+            decided = {e.step_run_id for e in stored if e.event_type == ev.APPROVAL_DECIDED}
+            for event in stored:
+                if event.event_type == ev.APPROVAL_REQUESTED and event.step_run_id not in decided:
+                    self._arm_approval_timeout(live, event)
         return live.machine
 
     async def decide_approval(
@@ -294,6 +344,10 @@ class Engine:
 
     async def aclose(self) -> None:
         """Cancel in-flight work, release locks and close the tool executors."""
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for live in list(self._live.values()):
             await self._stop(live)
         self._live.clear()
@@ -378,8 +432,35 @@ class Engine:
         stored = await self.events.append(decided)
         for event in stored:
             self._notify(event)
+            if event.event_type == ev.APPROVAL_REQUESTED:
+                self._arm_approval_timeout(live, event)
+
+    def _arm_approval_timeout(self, live: _Live, requested: Event) -> None:
+        """Decide an approval by its ``on_timeout`` rule once its ``timeout`` has passed."""
+        timeout = requested.payload.get("timeout_s")
+        if not timeout:
+            return
+        remaining = float(timeout) - _age_seconds(requested.timestamp)
+        approval_id = str(requested.payload.get("approval_id"))
+        approve = requested.payload.get("on_timeout") == "approve"
+
+        async def expire() -> None:
+            await asyncio.sleep(max(remaining, 0.0))
+            with contextlib.suppress(Conflict, NotFound):
+                await self.decide_approval(
+                    approval_id,
+                    approved=approve,
+                    decided_by="timeout",
+                    comment=f"no decision within {float(timeout):g}s",
+                )
+
+        task = asyncio.create_task(expire(), name=f"approval-timeout:{approval_id}")
+        live.tasks.add(task)
+        task.add_done_callback(live.tasks.discard)
 
     def _settle(self, live: _Live) -> None:
+        if live.machine.finished:
+            live.done.set()
         if live.machine.finished or live.machine.status == "paused":
             live.settled.set()
         else:
@@ -432,6 +513,7 @@ class Engine:
             with contextlib.suppress(OSError):
                 os.unlink(self._lock_dir / f"{live.machine.execution_id}.lock")  # type: ignore[operator]
         live.settled.set()
+        live.done.set()
         if not keep:
             self._live.pop(live.machine.execution_id, None)
 

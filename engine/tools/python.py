@@ -229,6 +229,7 @@ class PythonTool:
         self._closed = False
         self._drained = asyncio.Event()
         self._env: dict[str, str] | None = None
+        self._warming: asyncio.Future[_Worker] | None = None
 
     async def run(
         self, config: Mapping[str, Any], inputs: Mapping[str, Any], ctx: ToolContext
@@ -316,9 +317,23 @@ class PythonTool:
                 self._release(worker, reusable=reusable)
         raise AssertionError("unreachable")
 
+    async def warm(self) -> None:
+        """Start one worker ahead of the first run, so that run does not wait for a spawn."""
+        if self._closed or self._idle or self._busy or self._warming is not None:
+            return
+        self._warming = asyncio.ensure_future(self._spawn())
+        try:
+            worker = await self._warming
+        finally:
+            self._warming = None
+        self._idle.append(worker)
+
     async def _acquire(self) -> _Worker:
         await self._slots.acquire()
         try:
+            if not self._idle and self._warming is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._warming)
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive:

@@ -13,12 +13,11 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from engine.core import events as ev
 from engine.core.events import Event
@@ -30,6 +29,9 @@ from noetl_agent.errors import Forbidden
 from noetl_agent.executions import pending_approvals, summarize
 from noetl_agent.local import local_engine
 from noetl_agent.principals import LOCAL_ADMIN, LOCAL_AGENT, Principal
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -105,6 +107,12 @@ def _call(work: Callable[[Engine], Awaitable[T]]) -> T:
         raise _fail(
             "interrupted; the execution can be finished with `noetl-agent resume`", 130
         ) from None
+
+
+def _table(*columns: str) -> Table:
+    from rich.table import Table  # only listings need it; keeps `run` start-up light
+
+    return Table(*columns)
 
 
 def _print_json(data: Any) -> None:
@@ -210,6 +218,7 @@ def run(
 
     async def work(engine: Engine) -> ExecutionOutcome:
         nonlocal path
+        engine.prewarm()
         if file is not None:
             try:
                 content = file.read_text(encoding="utf-8")
@@ -320,7 +329,7 @@ def catalog_list(as_json: bool = typer.Option(False, "--json")) -> None:
             ]
         )
         return
-    table = Table("path", "version", "name", "registered")
+    table = _table("path", "version", "name", "registered")
     for e in entries:
         table.add_row(e.path, str(e.version), e.name, e.registered_at)
     out.print(table)
@@ -354,7 +363,7 @@ def executions_list(
             ]
         )
         return
-    table = Table("execution", "playbook", "version", "status", "started")
+    table = _table("execution", "playbook", "version", "status", "started")
     for r in rows:
         table.add_row(
             r.execution_id, r.playbook_path, str(r.playbook_version), r.status, r.started_at
@@ -378,7 +387,7 @@ def executions_show(
         return
     s = view.summary
     out.print(f"[bold]{s.execution_id}[/] {s.playbook_path} v{s.playbook_version}: {s.status}")
-    table = Table("step run", "status", "attempts", "iterations", "error")
+    table = _table("step run", "status", "attempts", "iterations", "error")
     for r in view.steps:
         message = (r.error or {}).get("message", "")
         table.add_row(r.step_run_id, r.status, str(r.attempts), str(r.iterations or ""), message)
@@ -401,7 +410,7 @@ def executions_events(
     if as_json:
         _print_json([event.to_dict() for event in events])
         return
-    table = Table("seq", "type", "entity", "status", "attempt", "timestamp")
+    table = _table("seq", "type", "entity", "status", "attempt", "timestamp")
     for e in events:
         table.add_row(
             str(e.seq),
@@ -425,7 +434,7 @@ def approvals_list(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         _print_json([item.to_dict() for item in items])
         return
-    table = Table("approval", "step", "prompt", "requested")
+    table = _table("approval", "step", "prompt", "requested")
     for item in items:
         table.add_row(item.approval_id, item.step, item.prompt, item.requested_at)
     out.print(table)
