@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/noetl-agent run examples/weather_report.yaml
+	NOETL_HOME=$${NOETL_HOME:-.noetl-home} $(BIN)/noetl-agent run examples/sales_report.yaml
 
 lint: install
 	$(BIN)/ruff check engine learning noetl_agent mcp_server tests evals
