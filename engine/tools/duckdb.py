@@ -24,22 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import importlib.util
-import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 import duckdb
 
 from engine.ports import ToolContext
+from engine.tools.config import ConfigInvalid, effective_timeout, jsonable
 from engine.tools.outcome import ToolOutcome
 
 MEMORY = ":memory:"
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Statement types whose result is rows; the others report a status column unless they
 # have a ``RETURNING`` clause.
 _ROW_STATEMENTS = frozenset({"SELECT", "PRAGMA", "EXPLAIN", "CALL", "EXECUTE", "RELATION"})
@@ -48,48 +44,15 @@ _ZONED = "WITH TIME ZONE"
 _HAVE_PYTZ = importlib.util.find_spec("pytz") is not None
 
 
-class _Invalid(ValueError):
-    """A configuration field cannot be used as given; the message names it."""
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise _Invalid(f"timeout must be a number of seconds, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
-        try:
-            seconds = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
-        except ValueError:
-            raise _Invalid(
-                f"timeout must be a number of seconds (or like '30s', '2m'), got {value!r}"
-            ) from None
-    else:
-        raise _Invalid(f"timeout must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _Invalid(f"timeout must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def _effective_timeout(config: Mapping[str, Any], ctx: ToolContext) -> float | None:
-    """The smaller of the step's timeout and the tool's ``timeout`` field, if any."""
-    limits = [ctx.timeout] if ctx.timeout else []
-    if config.get("timeout") is not None:
-        limits.append(_seconds(config["timeout"]))
-    return min(limits) if limits else None
-
-
 def _sql(config: Mapping[str, Any]) -> str:
     given = [f for f in ("query", "command", "sql") if config.get(f) is not None]
     if not given:
-        raise _Invalid("missing `query`: give the SQL to run (or use `command`)")
+        raise ConfigInvalid("missing `query`: give the SQL to run (or use `command`)")
     if len(given) > 1:
-        raise _Invalid(f"give one of {' or '.join(f'`{f}`' for f in given)}, not both")
+        raise ConfigInvalid(f"give one of {' or '.join(f'`{f}`' for f in given)}, not both")
     sql = config[given[0]]
     if not isinstance(sql, str) or not sql.strip():
-        raise _Invalid(f"`{given[0]}` must be a non-empty SQL string, got {sql!r}")
+        raise ConfigInvalid(f"`{given[0]}` must be a non-empty SQL string, got {sql!r}")
     return sql
 
 
@@ -98,7 +61,7 @@ def _database(config: Mapping[str, Any], ctx: ToolContext) -> str:
     if database is None or database == "" or database == MEMORY:
         return MEMORY
     if not isinstance(database, str):
-        raise _Invalid(f"`database` must be a file path or ':memory:', got {database!r}")
+        raise ConfigInvalid(f"`database` must be a file path or ':memory:', got {database!r}")
     if database.startswith(("md:", "motherduck:")):
         return database
     path = os.path.expanduser(database)
@@ -115,30 +78,9 @@ def _params(config: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any] | No
         return dict(params)
     if isinstance(params, list | tuple):
         return list(params)
-    raise _Invalid(
+    raise ConfigInvalid(
         f"`params` must be a list (for `?` or `$1`) or a mapping (for `$name`), got {params!r}"
     )
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with dates, decimals, UUIDs, bytes and nested values made JSON-friendly."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    return str(value)
 
 
 class _SqlFailure(Exception):
@@ -220,7 +162,7 @@ class _Run:
                 if not _HAVE_PYTZ and any(_ZONED in str(kind) for kind in relation.types):
                     # DuckDB's conversion of zoned timestamps needs pytz; Arrow's does not.
                     rows = [
-                        {str(k): _jsonable(v) for k, v in row.items()}
+                        {str(k): jsonable(v) for k, v in row.items()}
                         for row in relation.to_arrow_table().to_pylist()
                     ]
                     continue
@@ -228,7 +170,7 @@ class _Run:
             except duckdb.Error as e:
                 raise _SqlFailure(e, index, total) from e
             rows = [
-                {name: _jsonable(value) for name, value in zip(columns, row, strict=True)}
+                {name: jsonable(value) for name, value in zip(columns, row, strict=True)}
                 for row in fetched
             ]
         return rows
@@ -253,8 +195,8 @@ class DuckdbTool:
             sql = _sql(config)
             database = _database(config, ctx)
             params = _params(config)
-            timeout = _effective_timeout(config, ctx)
-        except _Invalid as e:
+            timeout = effective_timeout(config, ctx)
+        except ConfigInvalid as e:
             return ToolOutcome.fail("validation", f"duckdb tool: {e}")
         work = _Run(database, sql, params)
         task = asyncio.ensure_future(asyncio.to_thread(work))

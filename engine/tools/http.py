@@ -22,7 +22,6 @@ Errors of httpx are translated here, at the edge, and nowhere else.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -31,45 +30,12 @@ import httpx
 
 from engine.errors import ToolConfigError
 from engine.ports import ToolContext
+from engine.tools.config import ConfigInvalid, effective_timeout
 from engine.tools.outcome import ToolOutcome
 
 DEFAULT_TIMEOUT = 30.0
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _BODY_SNIPPET = 300
-
-
-class _Invalid(ValueError):
-    """A configuration field cannot be used as given; the message names it."""
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise _Invalid(f"timeout must be a number of seconds, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
-        try:
-            seconds = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
-        except ValueError:
-            raise _Invalid(
-                f"timeout must be a number of seconds (or like '30s', '2m'), got {value!r}"
-            ) from None
-    else:
-        raise _Invalid(f"timeout must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _Invalid(f"timeout must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def _effective_timeout(config: Mapping[str, Any], ctx: ToolContext) -> float | None:
-    """The smaller of the step's timeout and the tool's ``timeout`` field, if any."""
-    limits = [ctx.timeout] if ctx.timeout else []
-    if config.get("timeout") is not None:
-        limits.append(_seconds(config["timeout"]))
-    return min(limits) if limits else None
 
 
 def _string_mapping(config: Mapping[str, Any], field: str) -> dict[str, str]:
@@ -77,7 +43,7 @@ def _string_mapping(config: Mapping[str, Any], field: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _Invalid(f"`{field}` must be a mapping of names to values, got {value!r}")
+        raise ConfigInvalid(f"`{field}` must be a mapping of names to values, got {value!r}")
     return {
         str(k): v if isinstance(v, str) else json.dumps(v)
         for k, v in value.items()
@@ -90,7 +56,7 @@ def _query_params(config: Mapping[str, Any]) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _Invalid(f"`params` must be a mapping of query parameters, got {value!r}")
+        raise ConfigInvalid(f"`params` must be a mapping of query parameters, got {value!r}")
     params: dict[str, Any] = {}
     for key, item in value.items():
         if item is None:
@@ -106,7 +72,7 @@ def _body(config: Mapping[str, Any]) -> dict[str, Any]:
     """httpx keyword arguments for the request body, from ``json`` or ``body``/``data``."""
     given = [f for f in ("json", "body", "data", "payload") if config.get(f) is not None]
     if len(given) > 1:
-        raise _Invalid(f"give one request body, not {' and '.join(f'`{f}`' for f in given)}")
+        raise ConfigInvalid(f"give one request body, not {' and '.join(f'`{f}`' for f in given)}")
     if not given:
         return {}
     value = config[given[0]]
@@ -127,23 +93,23 @@ async def _auth(config: Mapping[str, Any], ctx: ToolContext) -> tuple[dict[str, 
     if isinstance(auth, Mapping):
         name = auth.get("credential") or auth.get("name") or auth.get("key")
         if not isinstance(name, str):
-            raise _Invalid(
+            raise ConfigInvalid(
                 "`auth` must name a keychain credential: `auth: NAME` or "
                 "`auth: {type: bearer, credential: NAME}`"
             )
     elif isinstance(auth, str) and auth:
         name = auth
     else:
-        raise _Invalid(f"`auth` must name a keychain credential, got {auth!r}")
+        raise ConfigInvalid(f"`auth` must name a keychain credential, got {auth!r}")
     if ctx.credentials is None:
-        raise _Invalid(
+        raise ConfigInvalid(
             f"`auth: {name}` needs credentials, but none are configured for this run; "
             "start the engine with a credential provider"
         )
     try:
         fields = await ctx.credentials.get(name)
     except ToolConfigError as e:
-        raise _Invalid(str(e)) from None
+        raise ConfigInvalid(str(e)) from None
     headers: dict[str, str] = {}
     extra = fields.get("headers")
     if isinstance(extra, Mapping):
@@ -156,7 +122,7 @@ async def _auth(config: Mapping[str, Any], ctx: ToolContext) -> tuple[dict[str, 
     if username is not None:
         return headers, httpx.BasicAuth(str(username), str(fields.get("password") or ""))
     if not headers:
-        raise _Invalid(
+        raise ConfigInvalid(
             f"credential {name!r} has none of `token`, `username`/`password` or `headers`; "
             "add one of them to use it for http `auth`"
         )
@@ -233,17 +199,19 @@ class HttpTool:
         try:
             method = str(config.get("method") or "GET").upper()
             if method not in METHODS:
-                raise _Invalid(f"`method` {method!r} is not one of {', '.join(sorted(METHODS))}")
+                raise ConfigInvalid(
+                    f"`method` {method!r} is not one of {', '.join(sorted(METHODS))}"
+                )
             url = config.get("url") or config.get("endpoint")
             if not isinstance(url, str) or not url.strip():
-                raise _Invalid("missing `url`: give the full URL to request")
+                raise ConfigInvalid("missing `url`: give the full URL to request")
             url = url.strip()
-            timeout = _effective_timeout(config, ctx) or DEFAULT_TIMEOUT
+            timeout = effective_timeout(config, ctx) or DEFAULT_TIMEOUT
             headers = _string_mapping(config, "headers")
             params = _query_params(config)
             body = _body(config)
             auth_headers, auth = await _auth(config, ctx)
-        except _Invalid as e:
+        except ConfigInvalid as e:
             return ToolOutcome.fail("validation", f"http tool: {e}")
         headers.update(auth_headers)
         where = f"{method} {url}"

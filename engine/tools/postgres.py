@@ -28,25 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import ipaddress
 import json
-import math
-import uuid
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from engine.errors import ToolConfigError
 from engine.ports import ToolContext
+from engine.tools.config import ConfigInvalid, effective_timeout, jsonable
 from engine.tools.outcome import ToolOutcome
 
 DEFAULT_TIMEOUT = 300.0
 POOL_MAX_SIZE = 4
 _CLOSE_TIMEOUT = 5.0
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # SQLSTATE classes worth retrying: transaction rollback (40: serialization failure,
 # deadlock), insufficient resources (53), operator intervention (57: shutdown, restart).
 _RETRYABLE_SQLSTATE_CLASSES = frozenset({"40", "53", "57"})
@@ -62,49 +57,16 @@ _FIELD_ALIASES = {
 }
 
 
-class _Invalid(ValueError):
-    """A configuration field cannot be used as given; the message names it."""
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise _Invalid(f"timeout must be a number of seconds, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
-        try:
-            seconds = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
-        except ValueError:
-            raise _Invalid(
-                f"timeout must be a number of seconds (or like '30s', '2m'), got {value!r}"
-            ) from None
-    else:
-        raise _Invalid(f"timeout must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _Invalid(f"timeout must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def _effective_timeout(config: Mapping[str, Any], ctx: ToolContext) -> float | None:
-    """The smaller of the step's timeout and the tool's ``timeout`` field, if any."""
-    limits = [ctx.timeout] if ctx.timeout else []
-    if config.get("timeout") is not None:
-        limits.append(_seconds(config["timeout"]))
-    return min(limits) if limits else None
-
-
 def _statement(config: Mapping[str, Any]) -> tuple[str, str]:
     """``("query" | "command", sql)``."""
     given = [f for f in ("query", "command") if config.get(f) is not None]
     if not given:
-        raise _Invalid("missing `query` (returns rows) or `command` (returns a row count)")
+        raise ConfigInvalid("missing `query` (returns rows) or `command` (returns a row count)")
     if len(given) > 1:
-        raise _Invalid("give either `query` or `command`, not both")
+        raise ConfigInvalid("give either `query` or `command`, not both")
     sql = config[given[0]]
     if not isinstance(sql, str) or not sql.strip():
-        raise _Invalid(f"`{given[0]}` must be a non-empty SQL string, got {sql!r}")
+        raise ConfigInvalid(f"`{given[0]}` must be a non-empty SQL string, got {sql!r}")
     return given[0], sql
 
 
@@ -114,7 +76,7 @@ def _params(config: Mapping[str, Any]) -> list[Any]:
         return []
     if isinstance(params, list | tuple):
         return list(params)
-    raise _Invalid(
+    raise ConfigInvalid(
         f"`params` must be a list bound to $1, $2, ... in order, got {type(params).__name__}"
     )
 
@@ -133,14 +95,14 @@ def _connect_fields(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
         try:
             kwargs["port"] = int(kwargs["port"])
         except (TypeError, ValueError):
-            raise _Invalid(f"{where}: `port` must be a number") from None
+            raise ConfigInvalid(f"{where}: `port` must be a number") from None
     if "password" in kwargs:
         kwargs["password"] = str(kwargs["password"])
     schema = fields.get("schema") or fields.get("search_path")
     if schema:
         kwargs["server_settings"] = {"search_path": str(schema)}
     if "dsn" not in kwargs and "host" not in kwargs and "database" not in kwargs:
-        raise _Invalid(
+        raise ConfigInvalid(
             f"{where} has neither `dsn` nor `host`/`database`; give it "
             "{host, port, user, password, database} or {dsn}"
         )
@@ -152,7 +114,7 @@ async def _connection_settings(config: Mapping[str, Any], ctx: ToolContext) -> d
     if auth is None:
         if config.get("dsn"):
             return {"dsn": str(config["dsn"])}
-        raise _Invalid(
+        raise ConfigInvalid(
             "missing `auth`: name the keychain credential of the database "
             "(`auth: NAME` or `auth: {type: postgres, credential: NAME}`)"
         )
@@ -164,50 +126,17 @@ async def _connection_settings(config: Mapping[str, Any], ctx: ToolContext) -> d
     else:
         name = auth
     if not isinstance(name, str) or not name:
-        raise _Invalid(f"`auth` must name a keychain credential, got {name!r}")
+        raise ConfigInvalid(f"`auth` must name a keychain credential, got {name!r}")
     if ctx.credentials is None:
-        raise _Invalid(
+        raise ConfigInvalid(
             f"`auth: {name}` needs credentials, but none are configured for this run; "
             "start the engine with a credential provider"
         )
     try:
         fields = await ctx.credentials.get(name)
     except ToolConfigError as e:
-        raise _Invalid(str(e)) from None
+        raise ConfigInvalid(str(e)) from None
     return _connect_fields(fields, f"credential {name!r}")
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with decimals, dates, UUIDs, bytes, ranges and records made JSON-friendly."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, asyncpg.Record):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, asyncpg.Range):
-        return {
-            "lower": _jsonable(value.lower),
-            "upper": _jsonable(value.upper),
-            "lower_inc": value.lower_inc,
-            "upper_inc": value.upper_inc,
-            "empty": value.isempty,
-        }
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return str(value)
-    return str(value)
 
 
 def _rowcount(status: str) -> int:
@@ -337,9 +266,9 @@ class PostgresTool:
         try:
             what, sql = _statement(config)
             params = _params(config)
-            timeout = _effective_timeout(config, ctx) or DEFAULT_TIMEOUT
+            timeout = effective_timeout(config, ctx) or DEFAULT_TIMEOUT
             settings = await _connection_settings(config, ctx)
-        except _Invalid as e:
+        except ConfigInvalid as e:
             return ToolOutcome.fail("validation", f"postgres tool: {e}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -364,7 +293,7 @@ class PostgresTool:
             if what == "query":
                 records = await conn.fetch(sql, *params, timeout=remaining)
                 rows = [
-                    {key: _jsonable(value) for key, value in record.items()} for record in records
+                    {key: jsonable(value) for key, value in record.items()} for record in records
                 ]
                 return ToolOutcome.ok(rows)
             status = await conn.execute(sql, *params, timeout=remaining)

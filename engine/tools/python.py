@@ -37,6 +37,7 @@ from typing import Any
 
 from engine.core.templates import StepResultList
 from engine.ports import ToolContext
+from engine.tools.config import ConfigInvalid, seconds
 from engine.tools.outcome import ToolOutcome
 
 __all__ = ["PythonTool", "resolve_script"]
@@ -48,10 +49,6 @@ STOP_GRACE = 1.0
 """Seconds a retired worker gets to exit by itself before it is killed."""
 _STREAM_LIMIT = 1 << 20
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-class _Invalid(Exception):
-    """The tool configuration cannot be run; the message says how to fix it."""
 
 
 class _WorkerStartError(Exception):
@@ -127,7 +124,7 @@ def resolve_script(uri: str, base_dir: str | None) -> Path:
     Relative paths are taken from ``base_dir`` (the playbook's directory; the current
     directory when None). A path that is not there is tried with its leading parts
     dropped one at a time, so ``./fixtures/playbooks/x/scripts/a.py`` written for another
-    checkout layout still finds ``<base_dir>/scripts/a.py``. Raises ``_Invalid`` naming
+    checkout layout still finds ``<base_dir>/scripts/a.py``. Raises ``ConfigInvalid`` naming
     the path when no candidate exists.
     """
     base = Path(base_dir) if base_dir else Path.cwd()
@@ -142,7 +139,7 @@ def resolve_script(uri: str, base_dir: str | None) -> Path:
         candidate = base.joinpath(*parts[start:])
         if candidate.is_file():
             return candidate
-    raise _Invalid(
+    raise ConfigInvalid(
         f"python script {uri!r} was not found under {str(base)!r} (nor any shorter"
         " ending of that path); fix script.uri, relative to the playbook's directory"
     )
@@ -152,25 +149,27 @@ def _source(config: Mapping[str, Any], ctx: ToolContext) -> tuple[str, str]:
     """The code to run and the file name its tracebacks show."""
     code = config.get("code")
     if code is not None and not isinstance(code, str):
-        raise _Invalid(f"python tool: code must be a string, got {type(code).__name__}")
+        raise ConfigInvalid(f"python tool: code must be a string, got {type(code).__name__}")
     if code and code.strip():
         return code, f"<{ctx.step}>"
     script = config.get("script")
     if script is None:
-        raise _Invalid("python tool needs `code` (Python source) or `script: {uri: path}`")
+        raise ConfigInvalid("python tool needs `code` (Python source) or `script: {uri: path}`")
     if isinstance(script, str):
         script = {"uri": script}
     if not isinstance(script, Mapping) or not isinstance(script.get("uri"), str):
-        raise _Invalid("python tool: script must be a mapping with a `uri` string")
+        raise ConfigInvalid("python tool: script must be a mapping with a `uri` string")
     source = script.get("source") or {}
     kind = source.get("type", "file") if isinstance(source, Mapping) else source
     if kind != "file":
-        raise _Invalid(f"python tool: script.source.type {kind!r} is not supported; use 'file'")
+        raise ConfigInvalid(
+            f"python tool: script.source.type {kind!r} is not supported; use 'file'"
+        )
     path = resolve_script(script["uri"], ctx.base_dir)
     try:
         return path.read_text(encoding="utf-8"), str(path)
     except (OSError, UnicodeDecodeError) as e:
-        raise _Invalid(f"python script {str(path)!r} cannot be read: {e}") from e
+        raise ConfigInvalid(f"python script {str(path)!r} cannot be read: {e}") from e
 
 
 def _libs(config: Mapping[str, Any]) -> dict[str, str]:
@@ -178,20 +177,15 @@ def _libs(config: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(libs, Mapping) or not all(
         isinstance(k, str) and k.isidentifier() and isinstance(v, str) for k, v in libs.items()
     ):
-        raise _Invalid("python tool: libs must map a name to a module, e.g. {pd: pandas}")
+        raise ConfigInvalid("python tool: libs must map a name to a module, e.g. {pd: pandas}")
     return dict(libs)
 
 
 def _seconds(value: Any, where: str) -> float | None:
+    """``value`` as seconds (a number, or text such as '30s'); None when not given."""
     if value is None or value == "":
         return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError) as e:
-        raise _Invalid(f"{where} must be a number of seconds, got {value!r}") from e
-    if seconds <= 0:
-        raise _Invalid(f"{where} must be more than 0 seconds, got {value!r}")
-    return seconds
+    return seconds(value, where)
 
 
 def _outputs(reply: Mapping[str, Any]) -> dict[str, Any]:
@@ -246,7 +240,7 @@ class PythonTool:
                 request["loop_results"] = loop_inputs
             tool_timeout = _seconds(config.get("timeout"), "python tool timeout")
             step_timeout = _seconds(ctx.timeout, "step timeout")
-        except _Invalid as e:
+        except ConfigInvalid as e:
             return ToolOutcome.fail("validation", str(e))
         limits = [t for t in (step_timeout, tool_timeout) if t is not None]
         timeout = min(limits) if limits else self.default_timeout

@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
 from collections.abc import Mapping
 from typing import Any
 
 from engine.ports import ToolContext
+from engine.tools.config import ConfigInvalid, effective_timeout
 from engine.tools.outcome import ToolOutcome
 
 SHELL = "/bin/sh"
@@ -36,66 +36,32 @@ _READ_CHUNK = 64 * 1024
 # Background children may keep the pipes open after the command exits; their output is
 # read for this long, then the step moves on instead of waiting for them.
 _PIPE_GRACE = 0.5
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-class _Invalid(ValueError):
-    """A configuration field cannot be used as given; the message names it."""
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise _Invalid(f"timeout must be a number of seconds, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
-        try:
-            seconds = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
-        except ValueError:
-            raise _Invalid(
-                f"timeout must be a number of seconds (or like '30s', '2m'), got {value!r}"
-            ) from None
-    else:
-        raise _Invalid(f"timeout must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _Invalid(f"timeout must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def _effective_timeout(config: Mapping[str, Any], ctx: ToolContext) -> float | None:
-    """The smaller of the step's timeout and the tool's ``timeout`` field, if any."""
-    limits = [ctx.timeout] if ctx.timeout else []
-    if config.get("timeout") is not None:
-        limits.append(_seconds(config["timeout"]))
-    return min(limits) if limits else None
 
 
 def _commands(config: Mapping[str, Any]) -> list[str]:
     cmds = config.get("cmds")
     command = config.get("command")
     if cmds is not None and command is not None:
-        raise _Invalid("give either `cmds` (a list) or `command` (a string), not both")
+        raise ConfigInvalid("give either `cmds` (a list) or `command` (a string), not both")
     if cmds is None and command is None:
-        raise _Invalid("missing `cmds`: give a list of shell commands to run in order")
+        raise ConfigInvalid("missing `cmds`: give a list of shell commands to run in order")
     if command is not None:
         if isinstance(command, str):
             cmds = [command]
         elif isinstance(command, list):
             cmds = command
         else:
-            raise _Invalid(f"`command` must be a string, got {type(command).__name__}")
+            raise ConfigInvalid(f"`command` must be a string, got {type(command).__name__}")
     if not isinstance(cmds, list):
-        raise _Invalid(
+        raise ConfigInvalid(
             f"`cmds` must be a list of strings, got {type(cmds).__name__}; "
             'write `cmds: ["first", "second"]` or use `command: "..."`'
         )
     if not cmds:
-        raise _Invalid("`cmds` is empty: give at least one command")
+        raise ConfigInvalid("`cmds` is empty: give at least one command")
     for index, cmd in enumerate(cmds):
         if not isinstance(cmd, str) or not cmd.strip():
-            raise _Invalid(f"`cmds[{index}]` must be a non-empty string, got {cmd!r}")
+            raise ConfigInvalid(f"`cmds[{index}]` must be a non-empty string, got {cmd!r}")
     return cmds
 
 
@@ -112,11 +78,11 @@ def _environment(config: Mapping[str, Any]) -> dict[str, str] | None:
     if not env:
         return None  # inherit the worker's environment without copying it
     if not isinstance(env, Mapping):
-        raise _Invalid(f"`env` must be a mapping of names to values, got {type(env).__name__}")
+        raise ConfigInvalid(f"`env` must be a mapping of names to values, got {type(env).__name__}")
     merged = dict(os.environ)
     for key, value in env.items():
         if not isinstance(key, str) or not key or "=" in key:
-            raise _Invalid(f"`env` has an invalid variable name {key!r}")
+            raise ConfigInvalid(f"`env` has an invalid variable name {key!r}")
         merged[key] = _env_value(value)
     return merged
 
@@ -126,12 +92,12 @@ def _working_dir(config: Mapping[str, Any], ctx: ToolContext) -> str | None:
     if cwd is None:
         return None
     if not isinstance(cwd, str) or not cwd:
-        raise _Invalid(f"`cwd` must be a directory path, got {cwd!r}")
+        raise ConfigInvalid(f"`cwd` must be a directory path, got {cwd!r}")
     path = os.path.expanduser(cwd)
     if not os.path.isabs(path) and ctx.base_dir:
         path = os.path.join(ctx.base_dir, path)
     if not os.path.isdir(path):
-        raise _Invalid(f"`cwd` {path!r} is not an existing directory; create it or fix `cwd`")
+        raise ConfigInvalid(f"`cwd` {path!r} is not an existing directory; create it or fix `cwd`")
     return path
 
 
@@ -209,8 +175,8 @@ class ShellTool:
             cmds = _commands(config)
             env = _environment(config)
             cwd = _working_dir(config, ctx)
-            timeout = _effective_timeout(config, ctx)
-        except _Invalid as e:
+            timeout = effective_timeout(config, ctx)
+        except ConfigInvalid as e:
             return ToolOutcome.fail("validation", f"shell tool: {e}")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout

@@ -48,7 +48,12 @@ approvals_app = typer.Typer(
 )
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(executions_app, name="executions")
+credentials_app = typer.Typer(
+    help="Credentials referenced by name from playbooks (values are never shown).",
+    no_args_is_help=True,
+)
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(credentials_app, name="credentials")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -477,6 +482,73 @@ def approvals_reject(
 ) -> None:
     """Reject a pending workflow decision and let the execution go on."""
     _guarded(lambda: _decide(approval_id, False, comment, as_json))
+
+
+def _credential_file() -> Any:
+    from engine.adapters.credentials import FileCredentialProvider
+    from noetl_agent.config import noetl_home
+
+    return FileCredentialProvider(noetl_home() / "credentials.json")
+
+
+@credentials_app.command("set")
+def credentials_set(
+    name: str = typer.Argument(..., help="The name playbooks use in `auth:`."),
+    kind: str = typer.Option("generic", "--kind", help="postgres, http, ..."),
+    fields: list[str] = typer.Option(
+        [], "--field", "-f", help="FIELD=VALUE, repeatable (e.g. -f host=db -f password=...)."
+    ),
+    from_stdin: bool = typer.Option(
+        False, "--stdin", help="Read the fields as one JSON object from standard input."
+    ),
+) -> None:
+    """Store a credential in $NOETL_HOME/credentials.json (mode 0600)."""
+    _principal().require("admin", "manage credentials")
+    data: dict[str, Any] = {}
+    if from_stdin:
+        try:
+            loaded = json.loads(sys.stdin.read())
+        except json.JSONDecodeError as exc:
+            raise _fail(f"standard input is not a JSON object: {exc.msg}", EXIT_INVALID) from None
+        if not isinstance(loaded, dict):
+            raise _fail("standard input must hold one JSON object of fields", EXIT_INVALID)
+        data.update(loaded)
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--field expects FIELD=VALUE, got '{key}'", EXIT_INVALID)
+        data[key] = value
+    if not data:
+        raise _fail(
+            "a credential needs fields", EXIT_INVALID, "use -f FIELD=VALUE or pipe a JSON object"
+        )
+    try:
+        _credential_file().set(name, kind, data)
+    except NoetlError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    out.print(f"stored credential [bold]{name}[/] ({kind}, {len(data)} fields)")
+
+
+@credentials_app.command("list")
+def credentials_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List stored credentials by name and kind."""
+    items = _credential_file().list()
+    if as_json:
+        _print_json([{"name": item.name, "kind": item.kind} for item in items])
+        return
+    table = _table("name", "kind")
+    for item in items:
+        table.add_row(item.name, item.kind)
+    out.print(table)
+
+
+@credentials_app.command("delete")
+def credentials_delete(name: str = typer.Argument(...)) -> None:
+    """Remove a stored credential."""
+    _principal().require("admin", "manage credentials")
+    if not _credential_file().delete(name):
+        raise _fail(f"credential '{name}' is not stored", EXIT_FAILED, "see `credentials list`")
+    out.print(f"deleted credential {name}")
 
 
 def _guarded(action: Callable[[], None]) -> None:
