@@ -31,18 +31,27 @@ PathKey = tuple[str | int, ...]
 _KIND_MODELS: dict[str, type[BaseModel]] = {}
 
 
-def load_playbook(path: str | Path) -> Playbook:
-    """Read and validate the playbook file at ``path``."""
+def read_playbook_text(path: str | Path) -> str:
+    """The text of a playbook file; ``PlaybookInvalid`` saying why it cannot be read."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlaybookInvalid(
             [Issue("", f"file '{file}' does not exist", hint="check the path")], str(file)
         ) from None
+    except IsADirectoryError:
+        raise PlaybookInvalid(
+            [Issue("", f"'{file}' is a directory", hint="give the playbook's YAML file")],
+            str(file),
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookInvalid([Issue("", f"cannot read '{file}': {exc}")], str(file)) from exc
-    return parse_playbook(text, source=str(file))
+        raise PlaybookInvalid([Issue("", f"cannot read '{file}': {exc}")], str(file)) from None
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    """Read and validate the playbook file at ``path``."""
+    return parse_playbook(read_playbook_text(path), source=str(path))
 
 
 def parse_playbook(text: str, *, source: str | None = None, check: bool = True) -> Playbook:
@@ -282,4 +291,10 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
     return result
 
 
-__all__ = ["WorkbookEntry", "format_path", "load_playbook", "parse_playbook"]
+__all__ = [
+    "WorkbookEntry",
+    "format_path",
+    "load_playbook",
+    "parse_playbook",
+    "read_playbook_text",
+]

@@ -27,7 +27,7 @@ from engine.core.commands import RunTool
 from engine.core.events import Event
 from engine.core.machine import ExecutionMachine
 from engine.dsl.loader import parse_playbook
-from engine.dsl.models import Playbook
+from engine.dsl.models import ApprovalTool, Playbook
 from engine.errors import Conflict, NotFound, PlaybookInvalid
 from engine.ports import CatalogEntry, CatalogStore, CredentialProvider, EventStore
 from engine.runtime.tool_runner import ToolRunner, now
@@ -74,6 +74,14 @@ def _age_seconds(timestamp: str) -> float:
     except ValueError:
         return 0.0
     return (datetime.now(UTC) - then).total_seconds()
+
+
+def _expired(requested: Event) -> bool:
+    """Whether an ``approval.requested`` event's timeout has passed."""
+    timeout = requested.payload.get("timeout_s")
+    if not timeout:
+        return False
+    return _age_seconds(requested.timestamp) >= float(timeout)
 
 
 def new_execution_id() -> str:
@@ -240,6 +248,16 @@ class Engine:
                 resumed.append(summary.execution_id)
         return resumed
 
+    async def _expire_approval(self, requested: Event) -> None:
+        timeout = float(requested.payload.get("timeout_s") or 0)
+        with contextlib.suppress(Conflict, NotFound):
+            await self.decide_approval(
+                str(requested.payload.get("approval_id")),
+                approved=requested.payload.get("on_timeout") == "approve",
+                decided_by="timeout",
+                comment=f"no decision within {timeout:g}s",
+            )
+
     async def _approval_expired(self, execution_id: str) -> bool:
         pending: dict[str | None, Event] = {}
         for event in await self.events.read(execution_id):
@@ -247,11 +265,7 @@ class Engine:
                 pending[event.step_run_id] = event
             elif event.event_type == ev.APPROVAL_DECIDED:
                 pending.pop(event.step_run_id, None)
-        return any(
-            _age_seconds(e.timestamp) >= float(e.payload["timeout_s"])
-            for e in pending.values()
-            if e.payload.get("timeout_s")
-        )
+        return any(_expired(e) for e in pending.values())
 
     async def resume(self, execution_id: str) -> ExecutionMachine:
         """Rebuild an execution from its events and carry on where it stopped."""
@@ -280,9 +294,17 @@ class Engine:
             for command in commands:
                 self._dispatch(live, command)
             decided = {e.step_run_id for e in stored if e.event_type == ev.APPROVAL_DECIDED}
-            for event in stored:
-                if event.event_type == ev.APPROVAL_REQUESTED and event.step_run_id not in decided:
+            pending = [
+                e
+                for e in stored
+                if e.event_type == ev.APPROVAL_REQUESTED and e.step_run_id not in decided
+            ]
+            for event in pending:
+                if not _expired(event):
                     self._arm_approval_timeout(live, event)
+        for event in pending:
+            if _expired(event):  # decided now, so a caller waiting for the pause sees the result
+                await self._expire_approval(event)
         return live.machine
 
     async def decide_approval(
@@ -302,8 +324,9 @@ class Engine:
             )
         machine = await self.resume(execution_id)
         run = machine.runs.get(step_run_id)
-        if run is None or not (run.awaiting_approval or run.status == "paused"):
-            if run is not None and run.finished:
+        is_approval = run is not None and isinstance(machine.steps[run.step].tools[0], ApprovalTool)
+        if run is None or not is_approval or not run.awaiting_approval:
+            if run is not None and is_approval and run.finished:
                 raise Conflict(f"approval '{approval_id}' was already decided")
             raise NotFound(
                 f"no pending approval '{approval_id}'; list them with `noetl-agent approvals list`"
@@ -441,19 +464,12 @@ class Engine:
         if not timeout:
             return
         remaining = float(timeout) - _age_seconds(requested.timestamp)
-        approval_id = str(requested.payload.get("approval_id"))
-        approve = requested.payload.get("on_timeout") == "approve"
 
         async def expire() -> None:
             await asyncio.sleep(max(remaining, 0.0))
-            with contextlib.suppress(Conflict, NotFound):
-                await self.decide_approval(
-                    approval_id,
-                    approved=approve,
-                    decided_by="timeout",
-                    comment=f"no decision within {float(timeout):g}s",
-                )
+            await self._expire_approval(requested)
 
+        approval_id = requested.payload.get("approval_id")
         task = asyncio.create_task(expire(), name=f"approval-timeout:{approval_id}")
         live.tasks.add(task)
         task.add_done_callback(live.tasks.discard)

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from engine.core import events as ev
 from engine.core.events import Event
-from engine.dsl.loader import load_playbook
+from engine.dsl.loader import load_playbook, read_playbook_text
 from engine.dsl.models import Playbook
 from engine.errors import Conflict, NoetlError, NotFound, PlaybookInvalid
 from engine.runtime.embedded import Engine, ExecutionOutcome
@@ -225,10 +225,7 @@ def run(
         nonlocal path
         engine.prewarm()
         if file is not None:
-            try:
-                content = file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise PlaybookInvalid([], f"cannot read {file}: {exc.strerror}") from None
+            content = read_playbook_text(file)
             entry = await engine.register(content, source=str(file.resolve()))
             path = entry.path
         if not as_json:
@@ -299,11 +296,7 @@ def catalog_register(
     _principal().require("operator", "register playbooks")
 
     async def work(engine: Engine) -> Any:
-        try:
-            content = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PlaybookInvalid([], f"cannot read {file}: {exc.strerror}") from None
-        return await engine.register(content, source=str(file.resolve()))
+        return await engine.register(read_playbook_text(file), source=str(file.resolve()))
 
     entry = _call(work)
     if as_json:
