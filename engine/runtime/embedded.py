@@ -28,7 +28,7 @@ from engine.core.events import Event
 from engine.core.machine import ExecutionMachine
 from engine.dsl.loader import parse_playbook
 from engine.dsl.models import ApprovalTool, Playbook
-from engine.errors import Conflict, NotFound, PlaybookInvalid
+from engine.errors import Conflict, NotFound, PlaybookInvalid, StoreError
 from engine.ports import CatalogEntry, CatalogStore, CredentialProvider, EventStore
 from engine.runtime.tool_runner import ToolRunner, now
 from engine.tools.outcome import ToolOutcome
@@ -36,6 +36,8 @@ from engine.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 Listener = Callable[[Event], None]
+FLUSH_DELAY = 0.05  # seconds a deferred report may wait for company
+_DEFERRABLE = frozenset({ev.TOOL_STARTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,9 @@ class _Live:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # finished
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     file_lock: IO[str] | None = None
+    seen: set[str] = field(default_factory=set)  # event ids in the log
+    buffer: list[Event] = field(default_factory=list)  # deferred reports
+    flush: asyncio.TimerHandle | None = None
 
 
 def _age_seconds(timestamp: str) -> float:
@@ -285,6 +290,7 @@ class Engine:
         async with live.lock:
             for event in stored:
                 live.machine.apply(event)
+                live.seen.add(event.event_id)
             decision = live.machine.decide()
             await self._append(live, decision.events)
             commands = live.machine.outstanding()
@@ -431,27 +437,64 @@ class Engine:
         self._live[execution_id] = live
         return live
 
-    async def _report(self, live: _Live, reported: list[Event]) -> None:
+    async def _report(self, live: _Live, reported: list[Event], *, defer: bool = False) -> None:
+        """Feed reported events to the machine and store them with its decisions in one
+        transaction. ``defer`` holds events (``tool.started``) until the next report or
+        ``FLUSH_DELAY``, so a quick step costs one write instead of two."""
+        if defer:
+            live.buffer.extend(reported)
+            if live.flush is None:
+                live.flush = asyncio.get_running_loop().call_later(
+                    FLUSH_DELAY, self._flush_soon, live
+                )
+            return
         async with live.lock:
             machine = live.machine
-            stored = await self.events.append(reported)
-            fresh = [event for event in stored if (event.seq or 0) > machine.count]
-            for event in fresh:
-                machine.apply(event)
-                self._notify(event)
+            batch, live.buffer = [*live.buffer, *reported], []
+            if live.flush is not None:
+                live.flush.cancel()
+                live.flush = None
+            fresh: list[Event] = []
+            for event in batch:
+                if event.event_id not in live.seen:
+                    live.seen.add(event.event_id)
+                    fresh.append(event)
             if not fresh:
                 return
+            first = machine.count + 1
+            for event in fresh:
+                machine.apply(event)
             decision = machine.decide()
-            await self._append(live, decision.events)
+            for event in decision.events:
+                live.seen.add(event.event_id)
+            stored = await self.events.append([*fresh, *decision.events])
+            if stored and stored[0].seq != first:
+                raise StoreError(
+                    f"the event log of execution '{machine.execution_id}' was changed by "
+                    "another writer; run `noetl-agent resume` to rebuild it"
+                )
+            for event in stored:
+                self._notify(event)
+                if event.event_type == ev.APPROVAL_REQUESTED:
+                    self._arm_approval_timeout(live, event)
             self._settle(live)
             for command in decision.commands:
                 self._dispatch(live, command)
         if machine.finished:
             await self._stop(live, keep=True)
 
+    def _flush_soon(self, live: _Live) -> None:
+        live.flush = None
+        if live.buffer:
+            task = asyncio.create_task(self._report(live, []))
+            live.tasks.add(task)
+            task.add_done_callback(live.tasks.discard)
+
     async def _append(self, live: _Live, decided: list[Event]) -> None:
         if not decided:
             return
+        for event in decided:
+            live.seen.add(event.event_id)
         stored = await self.events.append(decided)
         for event in stored:
             self._notify(event)
@@ -489,7 +532,8 @@ class Engine:
 
     async def _execute(self, live: _Live, command: RunTool) -> None:
         async def report(reported: list[Event]) -> None:
-            await self._report(live, reported)
+            deferrable = all(e.event_type in _DEFERRABLE for e in reported)
+            await self._report(live, reported, defer=deferrable)
 
         try:
             await self.runner.run(command, report)
@@ -515,6 +559,9 @@ class Engine:
             await self._report(live, [failure])
 
     async def _stop(self, live: _Live, keep: bool = False) -> None:
+        if live.flush is not None:
+            live.flush.cancel()
+            live.flush = None
         current = asyncio.current_task()
         pending = [task for task in live.tasks if task is not current]
         for task in pending:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 import yaml
-from rich.console import Console
 
 from engine.core import events as ev
 from engine.core.events import Event
@@ -31,6 +30,7 @@ from noetl_agent.local import local_engine
 from noetl_agent.principals import LOCAL_ADMIN, LOCAL_AGENT, Principal
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 T = TypeVar("T")
@@ -55,8 +55,24 @@ credentials_app = typer.Typer(
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(credentials_app, name="credentials")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A Rich console created on first use, so `run --json` never imports Rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False)
+        return getattr(self._console, name)
+
+
+out: Any = _LazyConsole(stderr=False)
+err: Any = _LazyConsole(stderr=True)
 _state: dict[str, Any] = {"debug": False, "principal": LOCAL_ADMIN}
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -147,7 +163,7 @@ def _parse_sets(values: list[str]) -> dict[str, Any]:
 class _Progress:
     """Prints one line per finished step, retry and pause while an execution runs."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Any) -> None:
         self.console = console
 
     def __call__(self, event: Event) -> None:
