@@ -165,17 +165,22 @@ class _Progress:
 
     def __init__(self, console: Any) -> None:
         self.console = console
+        self.started: dict[str, str] = {}
 
     def __call__(self, event: Event) -> None:
         kind = event.event_type
         depth = event.execution_id.count(".")
         pad = "  " * depth
-        if kind == ev.STEP_FINISHED:
+        if kind == ev.STEP_STARTED and event.step_run_id:
+            self.started[f"{event.execution_id}/{event.step_run_id}"] = event.timestamp
+        elif kind == ev.STEP_FINISHED:
             mark = "[green]✓[/]" if event.status == "success" else "[red]✗[/]"
+            began = self.started.pop(f"{event.execution_id}/{event.step_run_id}", None)
+            took = f" [dim]{_elapsed_ms(began, event.timestamp)}[/]" if began else ""
             message = ""
             if event.status == "error":
                 message = f" [red]{(event.payload.get('error') or {}).get('message', '')}[/]"
-            self.console.print(f"{pad}{mark} {event.entity_id}{message}", soft_wrap=True)
+            self.console.print(f"{pad}{mark} {event.entity_id}{took}{message}", soft_wrap=True)
         elif kind == ev.RETRY_STARTED:
             delay = event.payload.get("delay_ms", 0)
             reason = event.payload.get("reason") or "error"
@@ -194,6 +199,19 @@ class _Progress:
                 f"[bold]noetl-agent approvals approve {event.payload.get('approval_id')}[/]",
                 soft_wrap=True,
             )
+
+
+def _elapsed_ms(start: str, end: str) -> str:
+    from datetime import datetime
+
+    try:
+        delta = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(
+            start.replace("Z", "+00:00")
+        )
+    except ValueError:
+        return ""
+    ms = delta.total_seconds() * 1000
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
 def _report_outcome(outcome: ExecutionOutcome, as_json: bool) -> None:
@@ -408,6 +426,26 @@ def executions_show(
     out.print(table)
     if view.result is not None:
         out.print_json(json.dumps(view.result, default=str))
+
+
+@executions_app.command("cancel")
+def executions_cancel(
+    execution_id: str = typer.Argument(...),
+    reason: str = typer.Option("cancelled by request", "--reason"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Cancel a running or paused execution; tools still running are stopped."""
+    _principal().require("operator", "cancel executions")
+
+    async def work(engine: Engine) -> ExecutionOutcome:
+        await engine.cancel(execution_id, reason)
+        return await engine.wait(execution_id)
+
+    outcome = _call(work)
+    if as_json:
+        _print_json(outcome.to_dict())
+    else:
+        out.print(f"[yellow]{outcome.status}[/] execution {outcome.execution_id}")
 
 
 @executions_app.command("events")
