@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.core.commands import RunTool
 from engine.core.events import Event
 from engine.tools.outcome import ToolOutcome
 
@@ -125,5 +126,24 @@ class ToolExecutor(Protocol):
     async def run(
         self, config: Mapping[str, Any], inputs: Mapping[str, Any], ctx: ToolContext
     ) -> ToolOutcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CommandQueue(Protocol):
+    """Carries ``RunTool`` commands from the engine to workers of a pool.
+
+    Workers run the command and report its events back to the engine (``Engine.report``);
+    the queue only delivers. Delivery is at least once: a command may reach a second worker
+    after the first one died, and the idempotent event ids make the repeat harmless.
+    """
+
+    async def submit(self, command: RunTool) -> None:
+        """Queue ``command`` for a worker of ``command.pool``."""
+        ...
+
+    async def cancel(self, execution_id: str) -> None:
+        """Drop queued commands of the execution and ask workers to stop its running ones."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.core.templates import StepResult, StepResultList
+
 
 @dataclass(frozen=True, slots=True)
 class RunTool:
@@ -29,3 +31,49 @@ class RunTool:
     def command_id(self) -> str:
         suffix = f"/{self.iteration}" if self.iteration is not None else ""
         return f"{self.step_run_id}{suffix}"
+
+    @property
+    def kind(self) -> str:
+        """The tool kind when the step has a single tool, else ``pipeline``."""
+        return str(self.tools[0].get("kind")) if len(self.tools) == 1 else "pipeline"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form; step results keep their kind so templates read them alike."""
+        results = [k for k, v in self.context.items() if isinstance(v, StepResult)]
+        loops = [k for k, v in self.context.items() if isinstance(v, StepResultList)]
+        return {
+            "execution_id": self.execution_id,
+            "step": self.step,
+            "step_run_id": self.step_run_id,
+            "tools": list(self.tools),
+            "step_input": self.step_input,
+            "context": self.context,
+            "step_results": results,
+            "loop_results": loops,
+            "iteration": self.iteration,
+            "timeout": self.timeout,
+            "pool": self.pool,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunTool:
+        context = dict(data.get("context") or {})
+        for name in data.get("step_results") or ():
+            if isinstance(context.get(name), dict):
+                context[name] = StepResult(context[name])
+        for name in data.get("loop_results") or ():
+            if isinstance(context.get(name), list):
+                context[name] = StepResultList(context[name])
+        return cls(
+            execution_id=str(data["execution_id"]),
+            step=str(data["step"]),
+            step_run_id=str(data["step_run_id"]),
+            tools=tuple(data.get("tools") or ()),
+            step_input=dict(data.get("step_input") or {}),
+            context=context,
+            iteration=data.get("iteration"),
+            timeout=data.get("timeout"),
+            pool=str(data.get("pool") or "cpu"),
+            meta=dict(data.get("meta") or {}),
+        )

@@ -16,8 +16,8 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -29,7 +29,13 @@ from engine.core.machine import ExecutionMachine
 from engine.dsl.loader import parse_playbook
 from engine.dsl.models import ApprovalTool, Playbook
 from engine.errors import Conflict, NotFound, PlaybookInvalid, StoreError
-from engine.ports import CatalogEntry, CatalogStore, CredentialProvider, EventStore
+from engine.ports import (
+    CatalogEntry,
+    CatalogStore,
+    CommandQueue,
+    CredentialProvider,
+    EventStore,
+)
 from engine.runtime.tool_runner import ToolRunner, now
 from engine.tools.outcome import ToolOutcome
 from engine.tools.registry import ToolRegistry
@@ -105,8 +111,10 @@ class Engine:
         tools: ToolRegistry | None = None,
         credentials: CredentialProvider | None = None,
         lock_dir: str | Path | None = None,
+        queue: CommandQueue | None = None,
     ) -> None:
         self.events = events
+        self.queue = queue
         self.catalog = catalog
         self.tools = tools or ToolRegistry()
         self._base_dirs: dict[str, str] = {}
@@ -355,6 +363,20 @@ class Engine:
         )
         await self._report(self._live[execution_id], [event])
 
+    async def report(self, reported: Sequence[Event]) -> None:
+        """Store events reported by workers and act on them; raise ``NotFound`` for an
+        unknown execution. Reports may mix executions and may repeat (idempotent by id)."""
+        grouped: dict[str, list[Event]] = {}
+        for event in reported:
+            grouped.setdefault(event.execution_id, []).append(event)
+        for execution_id, batch in grouped.items():
+            live = self._live.get(execution_id)
+            if live is None:
+                await self.resume(execution_id)
+                live = self._live[execution_id]
+            deferrable = all(e.event_type in _DEFERRABLE for e in batch)
+            await self._report(live, batch, defer=deferrable)
+
     async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> None:
         """Stop an execution: running tools are cancelled, the execution ends ``cancelled``."""
         machine = await self.resume(execution_id)
@@ -369,6 +391,8 @@ class Engine:
             entity_id=machine.playbook.path,
             payload={"reason": reason},
         )
+        if self.queue is not None:
+            await self.queue.cancel(execution_id)
         await self._report(self._live[execution_id], [event])
 
     async def aclose(self) -> None:
@@ -526,7 +550,14 @@ class Engine:
             live.settled.clear()
 
     def _dispatch(self, live: _Live, command: RunTool) -> None:
-        task = asyncio.create_task(self._execute(live, command), name=command.command_id)
+        # Sub-playbooks start on the engine's side; everything else goes to the queue.
+        if self.queue is not None and command.kind != "playbook":
+            if live.base_dir:
+                command = replace(command, meta={**command.meta, "base_dir": live.base_dir})
+            work = self.queue.submit(command)
+        else:
+            work = self._execute(live, command)
+        task = asyncio.create_task(work, name=command.command_id)
         live.tasks.add(task)
         task.add_done_callback(live.tasks.discard)
 

@@ -241,7 +241,7 @@ class ToolRunner:
             step_run_id=command.step_run_id,
             attempt=attempt,
             timeout=timeout,
-            base_dir=self.base_dirs.get(command.execution_id),
+            base_dir=command.meta.get("base_dir") or self.base_dirs.get(command.execution_id),
             credentials=self.credentials,
         )
         try:

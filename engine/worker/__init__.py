@@ -1,0 +1,1 @@
+"""Workers: take commands of one pool, run them, report their events."""
