@@ -414,6 +414,13 @@ class Playbook(Model):
                 return step
         raise KeyError(name)
 
+    @property
+    def tool_kinds(self) -> set[str]:
+        """Every tool kind the playbook can run (workbook tools included)."""
+        kinds = {tool.kind for step in self.workflow for tool in step.tools}
+        kinds.update(entry.tool.kind for entry in self.workbook)
+        return kinds
+
     def arcs_of(self, step: Step) -> list[Arc]:
         """The step's arcs; a step without `next` routes to a step named `end` if there is one."""
         if step.next is None and step.step != "end" and any(s.step == "end" for s in self.workflow):

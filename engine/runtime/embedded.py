@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,8 +131,9 @@ class Engine:
 
     # ---------------------------------------------------------------- public API
 
-    def prewarm(self, kinds: tuple[str, ...] = ("python",)) -> None:
-        """Start tool workers in the background now, so the first step does not wait."""
+    def prewarm(self, kinds: Iterable[str] = ("python",)) -> None:
+        """Start tool workers of these kinds in the background so the first step does not
+        wait for them."""
         for kind in kinds:
             executor = self.tools.get(kind)
             warm = getattr(executor, "warm", None)
@@ -183,6 +184,8 @@ class Engine:
         """Start an execution of a catalog playbook and return its id."""
         entry = await self.catalog.get(path, version)
         playbook = self._playbook(entry)
+        if self.queue is None:
+            self.prewarm(playbook.tool_kinds & {"python"})
         execution_id = execution_id or new_execution_id()
         base_dir = str(Path(entry.source).resolve().parent) if entry.source else None
         live = self._adopt(playbook, execution_id, base_dir)

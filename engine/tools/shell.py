@@ -14,6 +14,8 @@ commands run (each capped to its last 64 KB) and the exit code of the last comma
 A non-zero exit is a ``validation`` error whose ``code`` is the exit code and whose
 ``data`` still carries the output. Each command runs in its own process group, so a
 timeout or a cancellation kills everything the command started, not only the shell.
+Background children a command leaves behind keep running after it exits; what they
+write in the next half second is kept, and the step does not wait for them any longer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Mapping
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.ports import ToolContext
@@ -123,33 +127,176 @@ class _Tail:
         return self.buffer.decode("utf-8", errors="replace")
 
 
-async def _drain(stream: asyncio.StreamReader | None, tail: _Tail) -> None:
-    if stream is None:
-        return
-    while chunk := await stream.read(_READ_CHUNK):
-        tail.add(chunk)
+class _Pipe:
+    """The read end of a pipe a command writes to, read from the event loop into a tail.
 
+    Once detached (``tail`` is ``None``) it keeps reading and drops what it reads, so a
+    background child still holding the pipe never blocks on a full pipe; it is closed
+    at end of file.
+    """
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    except PermissionError:  # the group is gone and its id reused; kill the shell alone
-        if proc.returncode is None:
-            proc.kill()
+    __slots__ = ("fd", "loop", "on_eof", "tail")
 
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        tail: _Tail,
+        on_eof: Callable[[], None],
+    ) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.tail: _Tail | None = tail
+        self.on_eof = on_eof
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._read)
 
-async def _finish_readers(readers: list[asyncio.Task[None]], grace: float) -> None:
-    _, pending = await asyncio.wait(readers, timeout=grace)
-    for task in pending:
-        task.cancel()
-    for task in readers:
+    def _read(self) -> None:
         try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
+            chunk = os.read(self.fd, _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            if self.tail is not None:
+                self.tail.add(chunk)
+            return
+        self.close()
+        self.on_eof()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Child:
+    """A started command, watched from the event loop.
+
+    Its exit is seen through a pidfd where the platform has them (Linux), so neither a
+    thread nor a child watcher is involved; elsewhere a thread waits for it. Its stdout
+    and stderr are read by two ``_Pipe`` readers.
+    """
+
+    __slots__ = ("loop", "open_pipes", "pidfd", "pipes", "proc", "waiter")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        proc: subprocess.Popen[bytes],
+        fds: tuple[int, int],
+        out: _Tail,
+        err: _Tail,
+    ) -> None:
+        self.loop = loop
+        self.proc = proc
+        self.waiter: asyncio.Future[None] | None = None
+        self.open_pipes = 2
+        self.pidfd = -1
+        self.pipes = (
+            _Pipe(loop, fds[0], out, self._pipe_closed),
+            _Pipe(loop, fds[1], err, self._pipe_closed),
+        )
+        try:
+            self.pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfds here, or no fd left for one
+            threading.Thread(target=self._wait_in_thread, name="shell-wait", daemon=True).start()
+        else:
+            loop.add_reader(self.pidfd, self._pidfd_ready)
+
+    @classmethod
+    def start(
+        cls, cmd: str, env: dict[str, str] | None, cwd: str | None, out: _Tail, err: _Tail
+    ) -> _Child:
+        """Start ``cmd`` in a new session (so in its own process group); raises ``OSError``."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [SHELL, "-c", cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return cls(asyncio.get_running_loop(), proc, (out_r, err_r), out, err)
+
+    def _exited(self) -> bool:
+        return self.proc.returncode is not None
+
+    def _drained(self) -> bool:
+        return self.open_pipes == 0
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _pipe_closed(self) -> None:
+        self.open_pipes -= 1
+        if self.open_pipes == 0:
+            self._wake()
+
+    def _pidfd_ready(self) -> None:
+        if self.proc.poll() is None:
+            return
+        self.loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        self._wake()
+
+    def _wait_in_thread(self) -> None:
+        self.proc.wait()
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self.loop.call_soon_threadsafe(self._wake)
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    async def exit_code(self) -> int:
+        """Wait for the shell to exit; its code, or minus the signal that killed it."""
+        await self._until(self._exited)
+        return self.proc.returncode
+
+    async def settle(self, exit_grace: float | None, pipe_grace: float) -> None:
+        """Wait up to ``exit_grace`` for the exit (``None``: it happened), then up to
+        ``pipe_grace`` for the pipes to close; stop collecting output either way."""
+        try:
+            if exit_grace is not None and not self._exited():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(exit_grace):
+                        await self._until(self._exited)
+            if not self._drained():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pipe_grace):
+                        await self._until(self._drained)
+        finally:
+            for pipe in self.pipes:
+                pipe.tail = None
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # the group is gone and its id reused; kill the shell alone
+            if self.proc.returncode is None:
+                self.proc.kill()
 
 
 def _short(cmd: str, limit: int = 120) -> str:
@@ -232,34 +379,19 @@ class ShellTool:
         err: _Tail,
         deadline: float | None,
     ) -> int:
-        proc = await asyncio.create_subprocess_exec(
-            SHELL,
-            "-c",
-            cmd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-        readers = [
-            asyncio.ensure_future(_drain(proc.stdout, out)),
-            asyncio.ensure_future(_drain(proc.stderr, err)),
-        ]
+        child = _Child.start(cmd, env, cwd, out, err)
         try:
-            async with asyncio.timeout_at(deadline):
-                code = await proc.wait()
+            if deadline is None:
+                code = await child.exit_code()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    code = await child.exit_code()
+            await child.settle(None, _PIPE_GRACE)
         except BaseException:
             # Timeout or cancellation: the command and everything it started go.
-            _kill_group(proc)
-            try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), _PIPE_GRACE)
-            finally:
-                await _finish_readers(readers, _PIPE_GRACE)
+            child.kill_group()
+            await child.settle(_PIPE_GRACE, _PIPE_GRACE)
             raise
-        await _finish_readers(readers, _PIPE_GRACE)
         return code
 
     async def aclose(self) -> None:
