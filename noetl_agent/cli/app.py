@@ -257,7 +257,6 @@ def run(
 
     async def work(engine: Engine) -> ExecutionOutcome:
         nonlocal path
-        engine.prewarm()
         if file is not None:
             content = read_playbook_text(file)
             entry = await engine.register(content, source=str(file.resolve()))
