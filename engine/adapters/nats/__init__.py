@@ -1,0 +1,1 @@
+"""NATS JetStream: the notification path of the distributed command queue."""

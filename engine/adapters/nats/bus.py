@@ -1,0 +1,216 @@
+"""Command notifications over NATS JetStream.
+
+The stream ``NOETL_COMMANDS`` holds small notes ``{execution_id, command_id, pool}`` on
+subjects ``noetl.commands.<pool>``; each pool's workers share one durable pull consumer
+with explicit acks, ``ack_wait`` and ``max_deliver``. A note carries ids only: the command
+itself is claimed from the server, and PostgreSQL stays the source of truth. JetStream is
+only how workers learn that there is work (it may lose an acknowledged message under its
+default fsync policy; the server's reaper re-notifies what was not done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import nats
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
+from nats.js.errors import NotFoundError
+
+from engine.errors import StoreError
+
+logger = logging.getLogger(__name__)
+_POOL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_pool(pool: str) -> str:
+    """A pool name is one subject token: letters, digits, '_' and '-'."""
+    if not _POOL.match(pool):
+        raise ValueError(
+            f"pool name '{pool}' is not allowed; "
+            "use letters, digits, '_' or '-' (e.g. cpu, gpu-a100)"
+        )
+    return pool
+
+
+async def _probe(url: str) -> None:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except (OSError, TimeoutError) as exc:
+        raise StoreError(
+            f"cannot reach NATS at {url}: {exc}; start nats-server with JetStream (-js) "
+            "or set NOETL_NATS_URL"
+        ) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+async def _log_error(exc: Exception) -> None:
+    logger.warning("NATS: %s", exc)
+
+
+async def _log_disconnect() -> None:
+    logger.warning("NATS: disconnected; reconnecting")
+
+
+async def _log_reconnect() -> None:
+    logger.info("NATS: reconnected")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandNote:
+    """What a notification says: which command of which execution, for which pool."""
+
+    execution_id: str
+    command_id: str
+    pool: str
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"execution_id": self.execution_id, "command_id": self.command_id, "pool": self.pool}
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> CommandNote:
+        raw = json.loads(data)
+        return cls(str(raw["execution_id"]), str(raw["command_id"]), str(raw["pool"]))
+
+
+class Delivery:
+    """One delivered note; acknowledge it once the command is done (or not ours)."""
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+        self.note = CommandNote.decode(message.data)
+        self.deliveries = int(getattr(message.metadata, "num_delivered", 1) or 1)
+
+    async def ack(self) -> None:
+        await self._message.ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self._message.nak(delay=delay)
+
+    async def in_progress(self) -> None:
+        """Tell JetStream the command is still being worked on (resets ``ack_wait``)."""
+        await self._message.in_progress()
+
+
+class PoolSubscription:
+    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+        self._subscription = subscription
+
+    async def next(self, timeout: float = 1.0) -> Delivery | None:
+        """The next note for this pool, or None when none arrives within ``timeout``."""
+        try:
+            messages = await self._subscription.fetch(1, timeout=timeout)
+        except NatsTimeout:
+            return None
+        return Delivery(messages[0]) if messages else None
+
+    async def aclose(self) -> None:
+        await self._subscription.unsubscribe()
+
+
+class NatsCommandBus:
+    """Publishes command notes and hands out per-pool pull subscriptions."""
+
+    def __init__(
+        self,
+        client: nats.NATS,
+        *,
+        stream: str = "NOETL_COMMANDS",
+        subject_prefix: str = "noetl.commands",
+        ack_wait: float = 30.0,
+        max_deliver: int = 20,
+    ) -> None:
+        self._client = client
+        self._js = client.jetstream()
+        self.stream = stream
+        self.prefix = subject_prefix
+        self.ack_wait = ack_wait
+        self.max_deliver = max_deliver
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> NatsCommandBus:
+        """Connect to ``url`` and make sure the stream exists; ``StoreError`` if unreachable.
+
+        Once connected the client reconnects for ever, so a restarted NATS server is
+        picked up again without restarting the process."""
+        await _probe(url)
+        client = await nats.connect(
+            url,
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=_log_error,
+            disconnected_cb=_log_disconnect,
+            reconnected_cb=_log_reconnect,
+        )
+        bus = cls(client, **options)
+        await bus.ensure_stream()
+        return bus
+
+    def subject(self, pool: str) -> str:
+        return f"{self.prefix}.{check_pool(pool)}"
+
+    async def ensure_stream(self) -> None:
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.prefix}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            duplicate_window=120.0,
+        )
+        try:
+            await self._js.stream_info(self.stream)
+        except NotFoundError:
+            await self._js.add_stream(config)
+
+    async def notify(self, note: CommandNote, *, attempt: int = 1) -> None:
+        """Publish a note; the same (command, attempt) published twice is stored once."""
+        try:
+            await self._js.publish(
+                self.subject(note.pool),
+                note.encode(),
+                headers={"Nats-Msg-Id": f"{note.command_id}@{attempt}"},
+                timeout=5,
+            )
+        except (NatsTimeout, ConnectionClosedError) as exc:
+            raise StoreError(f"could not publish command {note.command_id} to NATS: {exc}") from exc
+
+    async def subscribe(self, pool: str) -> PoolSubscription:
+        """The pool's shared durable pull consumer (created on first use)."""
+        durable = f"workers-{check_pool(pool)}"
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+            filter_subject=self.subject(pool),
+        )
+        subscription = await self._js.pull_subscribe(
+            self.subject(pool), durable=durable, stream=self.stream, config=config
+        )
+        return PoolSubscription(subscription)
+
+    async def delete_stream(self) -> None:
+        """Remove the stream and its consumers (tests, uninstall)."""
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_stream(self.stream)
+
+    async def aclose(self) -> None:
+        # Every publish was acknowledged already, so closing loses nothing; draining would
+        # wait for pull requests that only time out.
+        if not self._client.is_closed:
+            await self._client.close()
