@@ -1,8 +1,9 @@
 """Principals: who makes a request, what kind they are and which roles they hold.
 
 Roles: ``viewer`` (read), ``operator`` (register, execute, cancel), ``approver`` (decide
-approvals and proposals), ``admin`` (everything). Kinds: ``human`` or ``agent``. No agent
-may decide an approval, whatever its roles.
+approvals and proposals), ``worker`` (report tool events, nothing else), ``admin``
+(everything). Kinds: ``human`` or ``agent``. No agent may decide an approval, whatever its
+roles.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from typing import Literal
 
 from noetl_agent.errors import Forbidden
 
-Role = Literal["viewer", "operator", "approver", "admin"]
+Role = Literal["viewer", "operator", "approver", "worker", "admin"]
 Kind = Literal["human", "agent"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "approver", "worker", "admin")
+KINDS: tuple[Kind, ...] = ("human", "agent")
 _IMPLIED: dict[str, set[str]] = {
     "viewer": {"viewer"},
     "operator": {"viewer", "operator"},
     "approver": {"viewer", "approver"},
-    "admin": {"viewer", "operator", "approver", "admin"},
+    "worker": {"worker"},
+    "admin": {"viewer", "operator", "approver", "worker", "admin"},
 }
 
 

@@ -1,8 +1,11 @@
-"""`noetl-agent`: run, validate and inspect playbooks on the embedded stack.
+"""`noetl-agent`: run, validate and inspect playbooks on the embedded stack or a server.
 
 The local CLI acts as the local human administrator; ``--as-agent`` makes the call as the
-local agent principal (the identity the MCP server uses). Errors are one clear line and a
-hint; ``--debug`` shows tracebacks. Exit codes: 0 success, 1 failure, 2 invalid input.
+local agent principal (the identity the MCP server uses). With ``--server URL`` (or
+``NOETL_SERVER_URL``) and a token (``--token`` or ``NOETL_TOKEN``) the run, catalog,
+executions and approvals commands go through the HTTP API instead, as the token's
+principal, with the same output and exit codes. Errors are one clear line and a hint;
+``--debug`` shows tracebacks. Exit codes: 0 success, 1 failure, 2 invalid input.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import asyncio
 import json
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,8 +27,9 @@ from engine.core.events import Event
 from engine.dsl.loader import load_playbook, read_playbook_text
 from engine.dsl.models import Playbook
 from engine.errors import Conflict, NoetlError, NotFound, PlaybookInvalid
+from engine.ports import ExecutionSummary
 from engine.runtime.embedded import Engine, ExecutionOutcome
-from noetl_agent.errors import Forbidden
+from noetl_agent.errors import Forbidden, Unauthorized
 from noetl_agent.executions import pending_approvals, summarize
 from noetl_agent.local import local_engine
 from noetl_agent.principals import LOCAL_ADMIN, LOCAL_AGENT, Principal
@@ -32,6 +37,9 @@ from noetl_agent.principals import LOCAL_ADMIN, LOCAL_AGENT, Principal
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+    from noetl_agent.client import AsyncClient
+    from noetl_agent.tokens import TokenStore
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -54,6 +62,11 @@ credentials_app = typer.Typer(
 )
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(credentials_app, name="credentials")
+tokens_app = typer.Typer(
+    help="API tokens for `noetl-agent server` (shown once, stored only as a hash).",
+    no_args_is_help=True,
+)
+app.add_typer(tokens_app, name="tokens")
 
 
 class _LazyConsole:
@@ -73,9 +86,18 @@ class _LazyConsole:
 
 out: Any = _LazyConsole(stderr=False)
 err: Any = _LazyConsole(stderr=True)
-_state: dict[str, Any] = {"debug": False, "principal": LOCAL_ADMIN}
+_state: dict[str, Any] = {"debug": False, "principal": LOCAL_ADMIN, "server": None, "token": None}
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+SERVER_OPTION: Any = typer.Option(
+    None,
+    "--server",
+    envvar="NOETL_SERVER_URL",
+    help="Go through the API server at this URL instead of the local state.",
+)
+TOKEN_OPTION: Any = typer.Option(
+    None, "--token", envvar="NOETL_TOKEN", help="API token for --server.", show_default=False
+)
 
 
 @app.callback()
@@ -84,9 +106,13 @@ def main_options(
         False, "--as-agent", help="Act as the local agent principal instead of the local human."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
 ) -> None:
     _state["debug"] = debug
     _state["principal"] = LOCAL_AGENT if as_agent else LOCAL_ADMIN
+    _state["server"] = server
+    _state["token"] = token
 
 
 def _principal() -> Principal:
@@ -108,6 +134,21 @@ def _call(work: Callable[[Engine], Awaitable[T]]) -> T:
         async with local_engine() as engine:
             return await work(engine)
 
+    return _run(go, "interrupted; the execution can be finished with `noetl-agent resume`")
+
+
+def _call_remote(endpoint: tuple[str, str], work: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    """Run ``work`` against the API server at ``endpoint`` (URL, token), errors as `_call`."""
+    from noetl_agent.client import AsyncClient
+
+    async def go() -> T:
+        async with AsyncClient(*endpoint) as api:
+            return await work(api)
+
+    return _run(go, f"interrupted; the execution goes on in the server at {endpoint[0]}")
+
+
+def _run(go: Callable[[], Coroutine[Any, Any, T]], interrupted: str) -> T:
     try:
         return asyncio.run(go())
     except typer.Exit:
@@ -116,6 +157,12 @@ def _call(work: Callable[[Engine], Awaitable[T]]) -> T:
         if _state["debug"]:
             traceback.print_exc()
         raise _fail(str(exc), EXIT_INVALID) from None
+    except Unauthorized as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        raise _fail(
+            str(exc), EXIT_FAILED, "pass --token or set NOETL_TOKEN to a token the server knows"
+        ) from None
     except (NotFound, Conflict, Forbidden) as exc:
         if _state["debug"]:
             traceback.print_exc()
@@ -125,9 +172,23 @@ def _call(work: Callable[[Engine], Awaitable[T]]) -> T:
             traceback.print_exc()
         raise _fail(str(exc), EXIT_FAILED) from None
     except KeyboardInterrupt:
+        raise _fail(interrupted, 130) from None
+
+
+def _endpoint(server: str | None = None, token: str | None = None) -> tuple[str, str] | None:
+    """The API server (URL, token) to use, or None for the local state."""
+    url = server or _state["server"]
+    if not url:
+        return None
+    secret = token or _state["token"]
+    if not secret:
         raise _fail(
-            "interrupted; the execution can be finished with `noetl-agent resume`", 130
-        ) from None
+            f"no API token for the server at {url}",
+            EXIT_INVALID,
+            "pass --token or set NOETL_TOKEN; create one on the server's host with "
+            "`noetl-agent tokens create`",
+        )
+    return str(url), str(secret)
 
 
 def _table(*columns: str) -> Table:
@@ -249,11 +310,17 @@ def run(
     target: str = typer.Argument(..., help="Playbook file, or catalog://PATH[@VERSION]."),
     sets: list[str] = typer.Option([], "--set", help="Workload value KEY=VALUE (YAML value)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
 ) -> None:
     """Run a playbook and show live step progress; exit 1 if it fails, 2 if it is invalid."""
-    _principal().require("operator", "run playbooks")
     workload = _parse_sets(sets)
     path, version, file = _target(target)
+    endpoint = _endpoint(server, token)
+    if endpoint is not None:
+        _report_outcome(_run_remote(endpoint, path, version, file, workload, as_json), as_json)
+        return
+    _principal().require("operator", "run playbooks")
 
     async def work(engine: Engine) -> ExecutionOutcome:
         nonlocal path
@@ -270,6 +337,55 @@ def run(
         return await engine.wait(execution_id)
 
     _report_outcome(_call(work), as_json)
+
+
+def _run_remote(
+    endpoint: tuple[str, str],
+    path: str | None,
+    version: int | None,
+    file: Path | None,
+    workload: dict[str, Any],
+    as_json: bool,
+) -> ExecutionOutcome:
+    async def work(api: AsyncClient) -> ExecutionOutcome:
+        nonlocal path
+        if file is not None:
+            content = read_playbook_text(file)
+            try:
+                path = (await api.register(content)).path
+            except PlaybookInvalid as exc:
+                exc.source = str(file)
+                raise
+        assert path is not None
+        started = await api.execute(path, version=version, workload=workload)
+        if not as_json:
+            err.print(f"[dim]execution {started.execution_id} on {endpoint[0]}[/]")
+        return await api.wait(started.execution_id, on_event=None if as_json else _Progress(err))
+
+    return _call_remote(endpoint, work)
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535),
+    max_body: int = typer.Option(
+        1024 * 1024, "--max-body-bytes", min=1, help="Largest request body accepted."
+    ),
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) on the local state; running executions left by
+    a stopped process are picked up first. Stop it with Ctrl-C."""
+    _principal().require("admin", "serve the API")
+    from noetl_agent.api.server import serve
+    from noetl_agent.config import noetl_home
+
+    def announce(message: str) -> None:
+        err.print(f"[dim]{message}[/]", soft_wrap=True)
+
+    async def go() -> None:
+        await serve(noetl_home(), host, port, max_body_bytes=max_body, announce=announce)
+
+    _run(go, "stopped")
 
 
 @app.command()
@@ -326,12 +442,24 @@ def catalog_register(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Register a playbook file as a new catalog version (unchanged content keeps its version)."""
-    _principal().require("operator", "register playbooks")
+    endpoint = _endpoint()
+    if endpoint is not None:
 
-    async def work(engine: Engine) -> Any:
-        return await engine.register(read_playbook_text(file), source=str(file.resolve()))
+        async def remote(api: AsyncClient) -> Any:
+            try:
+                return await api.register(read_playbook_text(file))
+            except PlaybookInvalid as exc:
+                exc.source = str(file)
+                raise
 
-    entry = _call(work)
+        entry = _call_remote(endpoint, remote)
+    else:
+        _principal().require("operator", "register playbooks")
+
+        async def work(engine: Engine) -> Any:
+            return await engine.register(read_playbook_text(file), source=str(file.resolve()))
+
+        entry = _call(work)
     if as_json:
         _print_json({"path": entry.path, "version": entry.version, "name": entry.name})
     else:
@@ -342,27 +470,29 @@ def catalog_register(
 def catalog_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the latest version of every registered playbook."""
 
-    async def work(engine: Engine) -> Any:
-        return await engine.catalog.list()
+    async def work(engine: Engine) -> list[dict[str, Any]]:
+        return [
+            {
+                "path": e.path,
+                "version": e.version,
+                "name": e.name,
+                "description": e.description,
+                "registered_at": e.registered_at,
+            }
+            for e in await engine.catalog.list()
+        ]
 
-    entries = _call(work)
+    async def remote(api: AsyncClient) -> list[dict[str, Any]]:
+        return await api.list_playbooks()
+
+    endpoint = _endpoint()
+    entries = _call(work) if endpoint is None else _call_remote(endpoint, remote)
     if as_json:
-        _print_json(
-            [
-                {
-                    "path": e.path,
-                    "version": e.version,
-                    "name": e.name,
-                    "description": e.description,
-                    "registered_at": e.registered_at,
-                }
-                for e in entries
-            ]
-        )
+        _print_json(entries)
         return
     table = _table("path", "version", "name", "registered")
     for e in entries:
-        table.add_row(e.path, str(e.version), e.name, e.registered_at)
+        table.add_row(e["path"], str(e["version"]), e["name"], e["registered_at"])
     out.print(table)
 
 
@@ -377,7 +507,12 @@ def executions_list(
     async def work(engine: Engine) -> Any:
         return await engine.events.list_executions(status=status, limit=limit)
 
-    rows = _call(work)
+    async def remote(api: AsyncClient) -> Any:
+        listed = await api.list_executions(status=status, limit=limit)
+        return [ExecutionSummary(**row) for row in listed]
+
+    endpoint = _endpoint()
+    rows = _call(work) if endpoint is None else _call_remote(endpoint, remote)
     if as_json:
         _print_json(
             [
@@ -408,23 +543,31 @@ def executions_show(
 ) -> None:
     """Show an execution: status, step runs, result or error."""
 
-    async def work(engine: Engine) -> Any:
+    async def work(engine: Engine) -> dict[str, Any]:
         summary = await engine.events.get_execution(execution_id)
-        return summarize(summary, await engine.events.read(execution_id))
+        return summarize(summary, await engine.events.read(execution_id)).to_dict()
 
-    view = _call(work)
+    async def remote(api: AsyncClient) -> dict[str, Any]:
+        return asdict(await api.get_execution(execution_id))
+
+    endpoint = _endpoint()
+    view = _call(work) if endpoint is None else _call_remote(endpoint, remote)
     if as_json:
-        _print_json(view.to_dict())
+        _print_json(view)
         return
-    s = view.summary
-    out.print(f"[bold]{s.execution_id}[/] {s.playbook_path} v{s.playbook_version}: {s.status}")
+    out.print(
+        f"[bold]{view['execution_id']}[/] {view['playbook_path']} "
+        f"v{view['playbook_version']}: {view['status']}"
+    )
     table = _table("step run", "status", "attempts", "iterations", "error")
-    for r in view.steps:
-        message = (r.error or {}).get("message", "")
-        table.add_row(r.step_run_id, r.status, str(r.attempts), str(r.iterations or ""), message)
+    for r in view["steps"]:
+        message = (r["error"] or {}).get("message", "")
+        table.add_row(
+            r["step_run_id"], r["status"], str(r["attempts"]), str(r["iterations"] or ""), message
+        )
     out.print(table)
-    if view.result is not None:
-        out.print_json(json.dumps(view.result, default=str))
+    if view["result"] is not None:
+        out.print_json(json.dumps(view["result"], default=str))
 
 
 @executions_app.command("cancel")
@@ -434,13 +577,22 @@ def executions_cancel(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Cancel a running or paused execution; tools still running are stopped."""
-    _principal().require("operator", "cancel executions")
+    endpoint = _endpoint()
+    if endpoint is not None:
 
-    async def work(engine: Engine) -> ExecutionOutcome:
-        await engine.cancel(execution_id, reason)
-        return await engine.wait(execution_id)
+        async def remote(api: AsyncClient) -> ExecutionOutcome:
+            await api.cancel(execution_id, reason)
+            return await api.wait(execution_id)
 
-    outcome = _call(work)
+        outcome = _call_remote(endpoint, remote)
+    else:
+        _principal().require("operator", "cancel executions")
+
+        async def work(engine: Engine) -> ExecutionOutcome:
+            await engine.cancel(execution_id, reason)
+            return await engine.wait(execution_id)
+
+        outcome = _call(work)
     if as_json:
         _print_json(outcome.to_dict())
     else:
@@ -457,7 +609,11 @@ def executions_events(
         await engine.events.get_execution(execution_id)
         return await engine.events.read(execution_id)
 
-    events = _call(work)
+    async def remote(api: AsyncClient) -> Any:
+        return await api.events(execution_id)
+
+    endpoint = _endpoint()
+    events = _call(work) if endpoint is None else _call_remote(endpoint, remote)
     if as_json:
         _print_json([event.to_dict() for event in events])
         return
@@ -481,7 +637,11 @@ def approvals_list(as_json: bool = typer.Option(False, "--json")) -> None:
     async def work(engine: Engine) -> Any:
         return await pending_approvals(engine.events)
 
-    items = _call(work)
+    async def remote(api: AsyncClient) -> Any:
+        return await api.approvals()
+
+    endpoint = _endpoint()
+    items = _call(work) if endpoint is None else _call_remote(endpoint, remote)
     if as_json:
         _print_json([item.to_dict() for item in items])
         return
@@ -492,6 +652,18 @@ def approvals_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def _decide(approval_id: str, approved: bool, comment: str | None, as_json: bool) -> None:
+    endpoint = _endpoint()
+    if endpoint is not None:
+
+        async def remote(api: AsyncClient) -> ExecutionOutcome:
+            execution_id = approval_id.partition("/")[0]
+            seen = (await api.get_execution(execution_id)).events
+            await api.decide(approval_id, approved=approved, comment=comment)
+            on_event = None if as_json else _Progress(err)
+            return await api.wait(execution_id, after_seq=seen, on_event=on_event)
+
+        _report_outcome(_call_remote(endpoint, remote), as_json)
+        return
     principal = _principal()
     principal.require_human_approver("approve or reject workflow decisions")
 
@@ -595,6 +767,77 @@ def credentials_delete(name: str = typer.Argument(...)) -> None:
     if not _credential_file().delete(name):
         raise _fail(f"credential '{name}' is not stored", EXIT_FAILED, "see `credentials list`")
     out.print(f"deleted credential {name}")
+
+
+def _tokens(work: Callable[[TokenStore], Awaitable[T]]) -> T:
+    """Run ``work`` on the token store of the local state (the server's SQLite file)."""
+    _principal().require("admin", "manage API tokens")
+    from engine.adapters.sqlite.stores import SqliteDatabase
+    from noetl_agent.config import noetl_home
+    from noetl_agent.tokens import SqliteTokenStore
+
+    async def go() -> T:
+        db = SqliteDatabase.open(noetl_home() / "noetl.db")
+        try:
+            return await work(SqliteTokenStore(db))
+        finally:
+            db.close()
+
+    try:
+        return _run(go, "interrupted")
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str = typer.Option(..., "--name", help="Who the token is for (unique)."),
+    kind: str = typer.Option(..., "--kind", help="human or agent (agents never approve)."),
+    roles: list[str] = typer.Option(
+        ..., "--role", help="viewer, operator, approver, worker or admin; repeatable."
+    ),
+) -> None:
+    """Create a token; it is printed once, as the last line, and only its hash is kept."""
+
+    async def work(store: TokenStore) -> str:
+        return await store.create(name, kind, roles)
+
+    token = _tokens(work)
+    err.print(
+        f"created token [bold]{name}[/] ({kind}; {', '.join(roles)}); copy it now, "
+        "it is not shown again:",
+        soft_wrap=True,
+    )
+    sys.stderr.flush()
+    sys.stdout.write(token + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List tokens by name, kind and roles (never the secrets)."""
+
+    async def work(store: TokenStore) -> Any:
+        return await store.list()
+
+    items = _tokens(work)
+    if as_json:
+        _print_json([item.to_dict() for item in items])
+        return
+    table = _table("name", "kind", "roles", "created")
+    for item in items:
+        table.add_row(item.name, item.kind, ", ".join(item.roles), item.created_at)
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
+    """Revoke a token: requests made with it are refused from now on."""
+
+    async def work(store: TokenStore) -> None:
+        await store.revoke(name)
+
+    _tokens(work)
+    out.print(f"revoked token {name}")
 
 
 def _guarded(action: Callable[[], None]) -> None:

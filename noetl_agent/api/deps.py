@@ -1,0 +1,69 @@
+"""What routes get injected: the engine, the app's metrics and feed, and the principal
+checked against the role a route needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from engine.runtime.embedded import Engine
+from noetl_agent.api.feed import EventFeed
+from noetl_agent.api.metrics import Metrics
+from noetl_agent.errors import Unauthorized
+from noetl_agent.principals import Principal, Role
+
+# Checking happens in BearerAuth; this only declares the scheme in the OpenAPI document.
+_bearer = HTTPBearer(auto_error=False, description="An API token from `noetl-agent tokens create`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def _feed(request: Request) -> EventFeed:
+    feed: EventFeed = request.app.state.feed
+    return feed
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+FeedDep = Annotated[EventFeed, Depends(_feed)]
+
+
+def _authenticated(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise Unauthorized("no authenticated principal; send `Authorization: Bearer TOKEN`")
+    return principal
+
+
+def allow(role: Role, action: str) -> Callable[[Request, Credentials], Principal]:
+    """A dependency giving the caller, after checking it holds ``role`` (403 if not)."""
+
+    def check(request: Request, _: Credentials) -> Principal:
+        principal = _authenticated(request)
+        principal.require(role, action)
+        return principal
+
+    return check
+
+
+def human_approver(action: str) -> Callable[[Request, Credentials], Principal]:
+    """A dependency giving the caller, after checking it is a human approver (403 if not)."""
+
+    def check(request: Request, _: Credentials) -> Principal:
+        principal = _authenticated(request)
+        principal.require_human_approver(action)
+        return principal
+
+    return check

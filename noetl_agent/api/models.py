@@ -1,0 +1,78 @@
+"""Request bodies of the HTTP API. Unknown fields are refused (422), never ignored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from engine.core import events as ev
+from engine.core.events import Event
+
+# What a worker may report: its tool's progress and outcome. Everything else in the log
+# (step, loop, routing and lifecycle events) is decided by the engine itself.
+WORKER_EVENT_TYPES = frozenset(
+    {ev.TOOL_STARTED, ev.TOOL_PROCESSED, ev.RETRY_STARTED, ev.RETRY_PROCESSED}
+)
+MAX_BATCH = 1000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterRequest(_Body):
+    content: str = Field(min_length=1, description="The playbook's YAML text.")
+
+
+class ExecuteRequest(_Body):
+    path: str = Field(min_length=1, description="Catalog path of the playbook.")
+    version: int | None = Field(None, ge=1, description="Catalog version; latest if omitted.")
+    workload: dict[str, Any] = Field(
+        default_factory=dict, description="Inputs merged over the playbook's workload."
+    )
+
+
+class CancelRequest(_Body):
+    reason: str = Field("cancelled by request", max_length=1000)
+
+
+class DecisionRequest(_Body):
+    approved: StrictBool
+    comment: str | None = Field(None, max_length=10_000)
+
+
+class EventIn(_Body):
+    """An event as ``Event.to_dict()`` writes it; ``seq`` and ``event_alias`` are ignored."""
+
+    event_id: str = Field(min_length=1)
+    event_type: str
+    execution_id: str = Field(min_length=1)
+    timestamp: str = Field(min_length=1)
+    event_alias: str | None = None
+    seq: int | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    parent_id: str | None = None
+    step_run_id: str | None = None
+    iteration: int | None = None
+    attempt: int | None = None
+    status: str | None = None
+    duration_ms: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event_type")
+    @classmethod
+    def _reported_by_workers(cls, value: str) -> str:
+        if value not in WORKER_EVENT_TYPES:
+            allowed = ", ".join(sorted(WORKER_EVENT_TYPES))
+            raise ValueError(f"workers report only {allowed}; got {value!r}")
+        return value
+
+    def to_event(self) -> Event:
+        data = self.model_dump(exclude={"event_alias", "seq"})
+        return Event(**data)
+
+
+class EventBatch(_Body):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
