@@ -8,7 +8,7 @@ by the store on append and is monotonic per execution; persistence is idempotent
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 # Playbook lifecycle
@@ -82,7 +82,23 @@ class Event:
     seq: int | None = None
 
     def with_seq(self, seq: int) -> Event:
-        return replace(self, seq=seq)
+        # Built directly: dataclasses.replace costs several times more on this hot path.
+        return Event(
+            self.event_id,
+            self.event_type,
+            self.execution_id,
+            self.timestamp,
+            self.entity_type,
+            self.entity_id,
+            self.parent_id,
+            self.step_run_id,
+            self.iteration,
+            self.attempt,
+            self.status,
+            self.duration_ms,
+            self.payload,
+            seq,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
