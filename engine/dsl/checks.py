@@ -1,7 +1,7 @@
 """Static checks of a validated playbook: the graph must be runnable.
 
 - every arc, ``jump`` target and ``entry_step`` names an existing step (closest name hinted);
-- step names are unique; workbook references resolve;
+- step names are unique; workbook references resolve; approvals stand alone in their step;
 - every step is reachable from the entry step (a join that no token can reach never fires);
 - every reachable step can still reach an end (a cycle with no exit would never finish).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 
-from engine.dsl.models import Playbook, WorkbookTool
+from engine.dsl.models import ApprovalTool, Playbook, WorkbookTool
 from engine.errors import Issue
 
 
@@ -73,6 +73,14 @@ def static_issues(playbook: Playbook) -> list[Issue]:
                 if isinstance(step.tool, list)
                 else f"workflow[{index}].tool"
             )
+            if isinstance(tool, ApprovalTool) and (step.loop is not None or len(step.tools) > 1):
+                issues.append(
+                    Issue(
+                        f"{where}.kind",
+                        "an approval waits for one decision: it cannot run in a loop or a pipeline",
+                        hint="give the approval a step of its own",
+                    )
+                )
             if isinstance(tool, WorkbookTool) and tool.name not in workbook_names:
                 issues.append(
                     Issue(

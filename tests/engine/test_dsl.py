@@ -125,6 +125,14 @@ def _problems(body: str) -> str:
         ),
         (
             """\
+            - step: start
+              loop: {in: [1, 2], iterator: i}
+              tool: {kind: approval, prompt: "ok?"}
+            """,
+            ["cannot run in a loop or a pipeline", "a step of its own"],
+        ),
+        (
+            """\
             - step: yes
               tool: {kind: noop}
             """,
