@@ -10,9 +10,12 @@ Each token belongs to one principal: a unique ``name``, a ``kind`` (human or age
 roles (see :mod:`noetl_agent.principals`). Revoking deletes the token; requests made with
 it are refused from then on.
 
-Two adapters: :class:`SqliteTokenStore` keeps the tokens in the table ``api_tokens`` of
+Three adapters: :class:`SqliteTokenStore` keeps the tokens in the table ``api_tokens`` of
 the embedded SQLite file (created on first use, next to the events and catalog);
-:class:`MemoryTokenStore` is the test double.
+:class:`PostgresTokenStore` keeps them in the ``api_token`` table of the distributed
+mode's PostgreSQL schema (created by its migrations; a revoked token keeps its row, with
+``revoked_at`` set, and its name becomes free again); :class:`MemoryTokenStore` is the
+test double.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.errors import Conflict, NotFound
 from noetl_agent.errors import Unauthorized
 from noetl_agent.principals import KINDS, ROLES, Kind, Principal
+
+if TYPE_CHECKING:
+    from engine.adapters.postgres.stores import PostgresDatabase
 
 TOKEN_PREFIX = "noetl_"
 _NAME_MAX = 100
@@ -218,3 +224,71 @@ class SqliteTokenStore:
 
 def _info(row: tuple[str, str, str, str]) -> TokenInfo:
     return TokenInfo(row[0], row[1], tuple(json.loads(row[2])), row[3])
+
+
+_PG_LIVE_NAME = "SELECT 1 FROM {s}.api_token WHERE name = $1 AND revoked_at IS NULL"
+_PG_INSERT = (
+    "INSERT INTO {s}.api_token (id, token_hash, name, kind, roles) VALUES ($1, $2, $3, $4, $5)"
+)
+_PG_COLUMNS = "name, kind, roles, created_at"
+_PG_BY_HASH = (
+    f"SELECT {_PG_COLUMNS} FROM {{s}}.api_token WHERE token_hash = $1 AND revoked_at IS NULL"
+)
+_PG_LIST = f"SELECT {_PG_COLUMNS} FROM {{s}}.api_token WHERE revoked_at IS NULL ORDER BY name"
+_PG_REVOKE = (
+    "UPDATE {s}.api_token SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+    " RETURNING id"
+)
+
+
+class PostgresTokenStore:
+    """``TokenStore`` in the ``api_token`` table of a migrated ``PostgresDatabase`` schema.
+
+    Creating holds a transaction-level advisory lock on the name, so two servers creating
+    one name at once give one token and one ``Conflict``."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+        self._live_name = db.sql(_PG_LIVE_NAME)
+        self._insert = db.sql(_PG_INSERT)
+        self._by_hash = db.sql(_PG_BY_HASH)
+        self._list = db.sql(_PG_LIST)
+        self._revoke = db.sql(_PG_REVOKE)
+
+    async def create(self, name: str, kind: str, roles: Iterable[str]) -> str:
+        from engine.adapters.postgres.migrations import advisory_key  # the package loads asyncpg
+
+        name, kind, wanted = checked(name, kind, roles)
+        token = new_token()
+        lock = advisory_key(self._db.schema, "api_token", name)
+        async with self._db.transaction("create a token", [lock]) as conn:
+            if await conn.fetchval(self._live_name, name):
+                raise _taken(name)
+            await conn.execute(
+                self._insert, secrets.token_hex(16), digest(token), name, kind, list(wanted)
+            )
+        return token
+
+    async def authenticate(self, token: str) -> Principal:
+        async with self._db.connection("check a token") as conn:
+            row = await conn.fetchrow(self._by_hash, digest(token))
+        if row is None:
+            raise _refused()
+        return _pg_info(row).principal
+
+    async def list(self) -> list[TokenInfo]:
+        async with self._db.connection("list tokens") as conn:
+            rows = await conn.fetch(self._list)
+        return [_pg_info(row) for row in rows]
+
+    async def revoke(self, name: str) -> None:
+        async with self._db.connection("revoke a token") as conn:
+            revoked = await conn.fetch(self._revoke, name)
+        if not revoked:
+            raise _missing(name)
+
+
+def _pg_info(row: Any) -> TokenInfo:
+    created: datetime = row["created_at"]
+    stamp = created.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return TokenInfo(row["name"], row["kind"], tuple(row["roles"]), stamp)

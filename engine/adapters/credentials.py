@@ -8,6 +8,9 @@ postgres}]``, ``auth: warehouse``); the values live outside it, in one of:
     MemoryCredentialProvider   a mapping given in code (tests, embedding)
     ChainCredentialProvider    the first of several providers that knows the name
 
+The store the CLI and the API manage is ``credential_store.EncryptedCredentialStore``
+(encrypted in a SQL table); the plain JSON file remains readable for existing installs.
+
 ``get`` returns a :class:`Credential`, a read-only mapping whose ``repr`` masks every
 value and which ``json.dumps`` refuses, so a credential cannot slip into a log line or
 an event by accident. No message raised here ever contains a value.
@@ -85,12 +88,31 @@ def env_var_name(name: str) -> str:
     return ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
+    """Raise ``ToolConfigError`` unless ``name`` can name a credential."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ToolConfigError(
             f"invalid credential name {name!r}: use letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
         )
+
+
+def checked_entry(name: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"kind", "data"}`` as JSON stores it; ``ToolConfigError`` (never showing a value)
+    for a bad name or kind, or data that is not a non-empty mapping of JSON values."""
+    check_name(name)
+    if not isinstance(kind, str) or not kind.strip():
+        raise ToolConfigError(f"credential {name!r}: kind must be a non-empty string")
+    if not isinstance(data, Mapping) or not data:
+        raise ToolConfigError(f"credential {name!r}: data must be a non-empty mapping of fields")
+    try:
+        entry: dict[str, Any] = json.loads(json.dumps({"kind": kind, "data": dict(data)}))
+    except (TypeError, ValueError):
+        raise ToolConfigError(
+            f"credential {name!r}: every field must be a JSON value "
+            "(string, number, boolean, null, list or object)"
+        ) from None
+    return entry
 
 
 def _split_entry(name: str, entry: Any, where: str) -> tuple[str, Mapping[str, Any]]:
@@ -126,7 +148,7 @@ class MemoryCredentialProvider:
 
     def set(self, name: str, kind: str, data: Mapping[str, Any]) -> None:
         """Define or replace ``name``."""
-        _check_name(name)
+        check_name(name)
         self._entries[name] = (kind, dict(data))
 
     def delete(self, name: str) -> bool:
@@ -208,16 +230,7 @@ class FileCredentialProvider:
 
     def set(self, name: str, kind: str, data: Mapping[str, Any]) -> None:
         """Define or replace ``name``; raise ``ToolConfigError`` if ``data`` is not JSON."""
-        _check_name(name)
-        if not isinstance(data, Mapping):
-            raise ToolConfigError(f"credential {name!r}: data must be a mapping of fields")
-        try:
-            entry = json.loads(json.dumps({"kind": kind, "data": dict(data)}))
-        except (TypeError, ValueError):
-            raise ToolConfigError(
-                f"credential {name!r}: every field must be a JSON value "
-                "(string, number, boolean, null, list or object)"
-            ) from None
+        entry = checked_entry(name, kind, data)
         entries = dict(self._load())
         entries[name] = entry
         self._store(entries)

@@ -36,6 +36,7 @@ from engine.ports import (
     CredentialProvider,
     EventStore,
 )
+from engine.runtime.redaction import RedactingCredentialProvider, Redactor
 from engine.runtime.tool_runner import ToolRunner, now
 from engine.tools.outcome import ToolOutcome
 from engine.tools.registry import ToolRegistry
@@ -112,7 +113,12 @@ class Engine:
         credentials: CredentialProvider | None = None,
         lock_dir: str | Path | None = None,
         queue: CommandQueue | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        # Every credential the tools resolve is learned, and masked in every stored event.
+        self.redactor = redactor or Redactor()
+        if credentials is not None:
+            credentials = RedactingCredentialProvider(credentials, self.redactor)
         self.events = events
         self.queue = queue
         self.catalog = catalog
@@ -488,6 +494,7 @@ class Engine:
                     fresh.append(event)
             if not fresh:
                 return
+            fresh = self.redactor.events(fresh)
             first = machine.count + 1
             for event in fresh:
                 machine.apply(event)

@@ -5,6 +5,9 @@ pipeline passes each result on as ``_prev``) it renders the configuration, runs 
 until the policy stops retrying and reports ``tool.started``, ``retry.started``,
 ``retry.processed`` and ``tool.processed`` through ``report``. Event ids derive from the
 command and attempt, so a re-run command re-reports the same ids and the store keeps one.
+
+Each ``tool.processed`` carries what the tool run cost in ``payload.meta.usage`` (see
+:class:`_Usage` for what is measured and when it is exact).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -66,7 +70,7 @@ class ToolRunner:
         previous: Any = None
         total = len(command.tools)
         for index, config in enumerate(command.tools):
-            decision, outcome, attempts, started = await self._run_tool(
+            decision, outcome, attempts, usage = await self._run_tool(
                 command, index, config, previous, report
             )
             last = index == total - 1
@@ -78,7 +82,7 @@ class ToolRunner:
                 "rule": decision.rule,
                 "attempts": attempts,
                 "set": plain(decision.set),
-                "meta": outcome.meta,
+                "meta": {**outcome.meta, "usage": usage},
                 "tool": config.get("name") or config.get("kind"),
                 "kind": config.get("kind"),
             }
@@ -99,7 +103,7 @@ class ToolRunner:
                         f"{index}:done",
                         status=status,
                         attempt=attempts,
-                        duration_ms=int((time.perf_counter() - started) * 1000),
+                        duration_ms=int(usage["wall_ms"]),
                         payload=payload,
                         tool=str(payload["tool"]),
                     )
@@ -116,7 +120,7 @@ class ToolRunner:
         config: dict[str, Any],
         previous: Any,
         report: Report,
-    ) -> tuple[PolicyDecision, ToolOutcome, int, float]:
+    ) -> tuple[PolicyDecision, ToolOutcome, int, dict[str, Any]]:
         kind = str(config.get("kind"))
         name = str(config.get("name") or kind)
         where = f"step `{command.step}`, tool `{name}`"
@@ -124,13 +128,14 @@ class ToolRunner:
         scope["_prev"] = previous
         spec = config.get("spec") or {}
         policy = Policy.model_validate(spec["policy"]) if spec.get("policy") else None
-        started = time.perf_counter()
+        usage = _Usage()
         attempt = 1
         await report(
             [self._event(command, ev.TOOL_STARTED, f"{index}:start", attempt=1, tool=name)]
         )
         while True:
             outcome = await self._attempt(command, config, scope, kind, where, attempt)
+            usage.add(outcome)
             try:
                 decision = decide_after_attempt(
                     policy, outcome.to_output(), attempt, scope, where=f"{where}, spec.policy"
@@ -157,7 +162,7 @@ class ToolRunner:
                     ]
                 )
             if decision.action != "retry":
-                return decision, outcome, attempt, started
+                return decision, outcome, attempt, usage.finish()
             delay = decision.delay
             if decision.jitter and delay > 0:
                 delay = random.uniform(0, delay)
@@ -285,6 +290,64 @@ class ToolRunner:
             duration_ms=duration_ms,
             payload=payload or {},
         )
+
+
+class _Usage:
+    """What one tool run cost, all attempts and retry delays included.
+
+    ``wall_ms`` is the elapsed time. A tool that measures its own attempts says so in its
+    outcome's ``meta.usage``: the ``python`` tool reports the pool child that ran the code
+    (CPU of the child and of subprocesses it reaped, and the child's memory high-water
+    mark during the run). Then ``cpu_ms`` is their sum and ``peak_rss_kb`` their maximum,
+    with ``scope: "tool"`` (an attempt whose child was killed reports nothing and counts as
+    zero). For other tools ``cpu_ms`` is the CPU time of this process and of the
+    subprocesses it reaped (shell commands) over the run, with ``scope: "process"``: exact
+    when one command runs at a time, an upper bound when others share the process; no
+    per-run memory peak can be told apart in a shared process, so none is given.
+    """
+
+    __slots__ = ("_cpu_ms", "_cpu_start", "_own", "_peak_kb", "_started")
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._cpu_start = _process_cpu_seconds()
+        self._own = False
+        self._cpu_ms = 0.0
+        self._peak_kb: int | None = None
+
+    def add(self, outcome: ToolOutcome) -> None:
+        """Count an attempt's own measurement, when its tool made one."""
+        own = outcome.meta.get("usage")
+        if not isinstance(own, dict):
+            return
+        self._own = True
+        cpu = own.get("cpu_ms")
+        if isinstance(cpu, int | float):
+            self._cpu_ms += cpu
+        peak = own.get("peak_rss_kb")
+        if isinstance(peak, int):
+            self._peak_kb = max(self._peak_kb or 0, peak)
+
+    def finish(self) -> dict[str, Any]:
+        """``{wall_ms, cpu_ms, scope}`` and, when measured, ``peak_rss_kb``."""
+        wall_ms = round((time.perf_counter() - self._started) * 1000, 3)
+        if not self._own:
+            cpu_ms = round((_process_cpu_seconds() - self._cpu_start) * 1000, 3)
+            return {"wall_ms": wall_ms, "cpu_ms": cpu_ms, "scope": "process"}
+        usage: dict[str, Any] = {
+            "wall_ms": wall_ms,
+            "cpu_ms": round(self._cpu_ms, 3),
+            "scope": "tool",
+        }
+        if self._peak_kb is not None:
+            usage["peak_rss_kb"] = self._peak_kb
+        return usage
+
+
+def _process_cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
 
 
 def _inline_script(config: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ Configuration (``tool`` in YAML): ``code`` or ``script: {uri, source: {type: fil
 optional ``libs: {alias: module}`` and ``timeout`` (seconds; the smaller of it and the
 step's timeout applies). The code styles and the wire protocol are described in
 ``engine.tools.pyworker``. Prints of the code come back in ``meta["stdout"]`` and
-``meta["stderr"]`` (present when not empty, the last 8 KB).
+``meta["stderr"]`` (present when not empty, the last 8 KB), and what the run cost the
+child process in ``meta["usage"]`` (``cpu_ms``, ``peak_rss_kb``).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def _seconds(value: Any, where: str) -> float | None:
 
 
 def _outputs(reply: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: reply[key] for key in ("stdout", "stderr") if reply.get(key)}
+    return {key: reply[key] for key in ("stdout", "stderr", "usage") if reply.get(key)}
 
 
 class PythonTool:

@@ -5,8 +5,14 @@ talks to it over its stdin and stdout in frames: a 4-byte big-endian length, the
 many bytes of UTF-8 JSON. The worker first sends ``{"ready": true}``; then, for every
 request ``{code, file, inputs, libs}``, it sends back exactly one reply::
 
-    {"ok": true, "result": <JSON value>, "stdout": str, "stderr": str}
-    {"ok": false, "error": {"code", "message", "traceback"}, "stdout": str, "stderr": str}
+    {"ok": true, "result": <JSON value>, "stdout": str, "stderr": str, "usage": {...}}
+    {"ok": false, "error": {"code", "message", "traceback"}, "stdout": str, "stderr": str,
+     "usage": {...}}
+
+``usage`` is what the run cost this process: ``cpu_ms`` (user + system time of the
+process and of subprocesses it reaped during the run) and ``peak_rss_kb`` (the resident
+memory high-water mark; reset before each run on Linux, so it is the run's own peak there,
+and the process's lifetime peak elsewhere).
 
 The protocol runs over duplicates of the original descriptors. Descriptor 0 is then
 pointed at ``/dev/null`` and descriptor 1 at descriptor 2, so neither ``input()`` nor a
@@ -32,6 +38,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -345,8 +352,44 @@ class LoopResults(list[Any]):
         return super().__getitem__(key)
 
 
+_PEAK_RESETTABLE = True
+"""Whether ``/proc/self/clear_refs`` can reset the memory high-water mark (Linux ≥ 4.0)."""
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def _reset_peak() -> None:
+    global _PEAK_RESETTABLE
+    if not _PEAK_RESETTABLE:
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        _PEAK_RESETTABLE = False
+
+
+def _peak_rss_kb() -> int:
+    if _PEAK_RESETTABLE:
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, KiB elsewhere
+
+
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request and return its reply; never raises for an error of the step code."""
+    _reset_peak()
+    cpu_before = _cpu_seconds()
     filename = request.get("file") or "<python step>"
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
@@ -365,6 +408,10 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         _restore_cwd()
     reply["stdout"] = _trim(out.getvalue())
     reply["stderr"] = _trim(err.getvalue())
+    reply["usage"] = {
+        "cpu_ms": round((_cpu_seconds() - cpu_before) * 1000, 3),
+        "peak_rss_kb": _peak_rss_kb(),
+    }
     return reply
 
 

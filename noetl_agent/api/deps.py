@@ -1,10 +1,11 @@
-"""What routes get injected: the engine, the app's metrics and feed, and the principal
-checked against the role a route needs."""
+"""What routes get injected: the engine, the app's metrics and feed, the command store
+of the distributed mode, and the principal checked against the role a route needs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,6 +15,24 @@ from noetl_agent.api.feed import EventFeed
 from noetl_agent.api.metrics import Metrics
 from noetl_agent.errors import Unauthorized
 from noetl_agent.principals import Principal, Role
+
+if TYPE_CHECKING:
+    from engine.adapters.postgres.commands import Claim
+
+
+class CommandLeases(Protocol):
+    """What the API needs of the command store (``PostgresCommandStore``)."""
+
+    async def claim(self, command_id: str, worker_id: str, lease_seconds: float) -> Claim: ...
+
+    async def heartbeat(
+        self, command_id: str, worker_id: str, lease_seconds: float
+    ) -> datetime: ...
+
+    async def complete(self, *command_ids: str) -> int: ...
+
+    async def counts(self) -> dict[tuple[str, str], int]: ...
+
 
 # Checking happens in BearerAuth; this only declares the scheme in the OpenAPI document.
 _bearer = HTTPBearer(auto_error=False, description="An API token from `noetl-agent tokens create`")
@@ -35,7 +54,13 @@ def _feed(request: Request) -> EventFeed:
     return feed
 
 
+def _commands(request: Request) -> CommandLeases | None:
+    commands: CommandLeases | None = request.app.state.commands
+    return commands
+
+
 EngineDep = Annotated[Engine, Depends(_engine)]
+CommandsDep = Annotated[CommandLeases | None, Depends(_commands)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 FeedDep = Annotated[EventFeed, Depends(_feed)]
 

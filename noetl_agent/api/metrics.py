@@ -2,7 +2,8 @@
 
 Counters are kept in memory from the engine's event stream (``Engine.subscribe``), so
 they count what this server process appended since it started; the execution gauge is
-read from the event store at scrape time, so it covers every process sharing the store.
+read from the event store at scrape time, so it covers every process sharing the store,
+and so is the command queue depth of the distributed mode.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engine.core.events import Event
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RATE_WINDOW = 60.0  # seconds the ingestion rate is averaged over
 EXECUTION_STATUSES = ("running", "paused", "completed", "failed", "cancelled")
+DEFAULT_POOL = "cpu"  # always shown in the queue depth, so an empty queue reads as 0
 
 
 class Metrics:
@@ -55,8 +57,13 @@ class Metrics:
         span = min(RATE_WINDOW, max(now - self._started, 1.0))
         return sum(count for _, count in self._recent) / span
 
-    def render(self, executions: Mapping[str, int]) -> str:
-        """The exposition text, with ``executions`` counted by status."""
+    def render(
+        self,
+        executions: Mapping[str, int],
+        commands: Mapping[tuple[str, str], int] | None = None,
+    ) -> str:
+        """The exposition text, with ``executions`` counted by status and, when given,
+        ``commands`` counted by ``(pool, status)``."""
         lines: list[str] = []
 
         def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -104,8 +111,26 @@ class Metrics:
             "Events posted by workers to /api/events and /api/events/batch.",
             [("", self.events_reported)],
         )
+        if commands is not None:
+            pools = sorted({DEFAULT_POOL, *(pool for pool, _ in commands)})
+            family(
+                "noetl_command_queue_depth",
+                "gauge",
+                "Commands waiting for a worker (queued) or held by one (claimed), by pool.",
+                [
+                    (f'{{pool="{_label(pool)}",status="{status}"}}', commands.get(key, 0))
+                    for pool in pools
+                    for status in ("queued", "claimed")
+                    for key in [(pool, status)]
+                ],
+            )
         return "\n".join(lines) + "\n"
 
     def _trim(self, second: int) -> None:
         while self._recent and self._recent[0][0] <= second - RATE_WINDOW:
             self._recent.popleft()
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the exposition format asks (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

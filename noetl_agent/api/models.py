@@ -42,6 +42,18 @@ class DecisionRequest(_Body):
     comment: str | None = Field(None, max_length=10_000)
 
 
+class ClaimRequest(_Body):
+    """A worker's claim on a command, or its renewal (``heartbeat``)."""
+
+    worker_id: str = Field(min_length=1, max_length=200, description="Who holds the claim.")
+    lease_seconds: float | None = Field(
+        None,
+        ge=1,
+        le=600,
+        description="Seconds the claim lasts unless renewed; the server's lease if omitted.",
+    )
+
+
 class EventIn(_Body):
     """An event as ``Event.to_dict()`` writes it; ``seq`` and ``event_alias`` are ignored."""
 

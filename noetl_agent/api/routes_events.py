@@ -1,4 +1,9 @@
-"""Event routes: read an execution's log (with long polling), and take workers' reports."""
+"""Event routes: read an execution's log (with long polling), and take workers' reports.
+
+In the distributed mode a report holding a command's final ``tool.processed`` (one
+without ``partial``: the last tool of a pipeline, or the one that stopped it) also marks
+that command done, once the engine has taken the report, so it is never handed out again.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from engine.core import events as ev
+from engine.core.events import Event
 from engine.runtime.embedded import Engine
-from noetl_agent.api.deps import EngineDep, FeedDep, MetricsDep, allow
+from noetl_agent.api.deps import CommandLeases, CommandsDep, EngineDep, FeedDep, MetricsDep, allow
 from noetl_agent.api.metrics import Metrics
 from noetl_agent.api.models import EventBatch, EventIn
 from noetl_agent.api.problems import responses
@@ -37,24 +44,40 @@ async def read_events(
 
 @router.post("/events", responses=responses(400, 403, 404, 409, 413, 422))
 async def report(
-    body: EventIn, engine: EngineDep, metrics: MetricsDep, _: Worker
+    body: EventIn, engine: EngineDep, metrics: MetricsDep, commands: CommandsDep, _: Worker
 ) -> dict[str, int]:
     """Store one tool event of a worker and act on it (repeats are stored once)."""
-    return await _ingest([body], engine, metrics)
+    return await _ingest([body], engine, metrics, commands)
 
 
 @router.post("/events/batch", responses=responses(400, 403, 404, 409, 413, 422))
 async def report_batch(
-    body: EventBatch, engine: EngineDep, metrics: MetricsDep, _: Worker
+    body: EventBatch, engine: EngineDep, metrics: MetricsDep, commands: CommandsDep, _: Worker
 ) -> dict[str, int]:
     """Store a batch of worker events; 404 (storing none) if an execution is unknown."""
-    return await _ingest(body.events, engine, metrics)
+    return await _ingest(body.events, engine, metrics, commands)
 
 
-async def _ingest(items: list[EventIn], engine: Engine, metrics: Metrics) -> dict[str, int]:
+async def _ingest(
+    items: list[EventIn], engine: Engine, metrics: Metrics, commands: CommandLeases | None
+) -> dict[str, int]:
     events = [item.to_event() for item in items]
     for execution_id in dict.fromkeys(event.execution_id for event in events):
         await engine.events.get_execution(execution_id)
     metrics.reported(len(events))
     await engine.report(events)
+    if commands is not None:
+        finished = [command_id for event in events if (command_id := _finished(event))]
+        if finished:
+            await commands.complete(*finished)
     return {"accepted": len(events)}
+
+
+def _finished(event: Event) -> str | None:
+    """The global id of the command whose final ``tool.processed`` ``event`` is, if it is."""
+    if event.event_type != ev.TOOL_PROCESSED or event.payload.get("partial"):
+        return None
+    if not event.step_run_id:
+        return None
+    suffix = f"/{event.iteration}" if event.iteration is not None else ""
+    return f"{event.execution_id}:{event.step_run_id}{suffix}"

@@ -1,27 +1,36 @@
-"""Serving the API on the embedded stack: one process, the SQLite file under ``home``.
+"""Serving the API: on the embedded stack (``serve``: one process, the SQLite file under
+``home``, tools run in-process) or distributed (``serve_distributed``: PostgreSQL holds
+events, catalog, tokens and commands; workers learn of commands through NATS JetStream,
+claim them here and report their events here).
 
 On start the engine picks up every execution a stopped process left running (and paused
 ones whose approval timed out), then uvicorn serves the app on the same event loop.
 SIGINT and SIGTERM stop the server gracefully; executions still running stay ``running``
-in the log and the next start finishes them.
+in the log and the next start finishes them. Distributed, the outstanding commands of
+those executions are announced to the workers again, and a reaper task re-announces
+commands whose claim expired (a worker died) or that nobody claimed for a lease.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from engine.adapters.sqlite.stores import SqliteDatabase
+from engine.runtime.embedded import Engine
+from engine.runtime.redaction import install_log_redaction, process_redactor
 from noetl_agent.api.app import create_app
 from noetl_agent.api.middleware import DEFAULT_MAX_BODY_BYTES
-from noetl_agent.local import local_engine
-from noetl_agent.tokens import SqliteTokenStore
+from noetl_agent.local import local_credential_store, local_engine
+from noetl_agent.tokens import PostgresTokenStore, SqliteTokenStore
 
 logger = logging.getLogger(__name__)
 Announce = Callable[[str], None]
@@ -54,6 +63,7 @@ async def serve(
     announce: Announce = logger.info,
 ) -> None:
     """Serve the API for the state under ``home`` until SIGINT or SIGTERM."""
+    install_log_redaction(process_redactor())
     async with local_engine(home) as engine:
         db = SqliteDatabase.open(home / "noetl.db")
         try:
@@ -67,9 +77,99 @@ async def serve(
             recovered = await engine.recover()
             if recovered:
                 announce(f"resumed {len(recovered)} execution(s): {', '.join(recovered)}")
-            app = create_app(engine, tokens, max_body_bytes=max_body_bytes)
+            app = create_app(
+                engine,
+                tokens,
+                max_body_bytes=max_body_bytes,
+                credentials=local_credential_store(home),
+            )
             config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
             announce(f"serving http://{host}:{port} (OpenAPI at /docs) for {home}")
             await _Server(config).serve()
         finally:
             db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Distributed:
+    """Where the distributed mode keeps its state and announces commands, and its timing."""
+
+    database_url: str
+    nats_url: str
+    schema: str = "noetl"
+    stream: str = "NOETL_COMMANDS"
+    subject_prefix: str = "noetl.commands"
+    lease: float = 30.0  # a claim's lease when the worker names none; unclaimed re-announce
+    reap_interval: float = 2.0  # seconds between reaper passes
+
+
+async def serve_distributed(
+    settings: Distributed,
+    host: str,
+    port: int,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    announce: Announce = logger.info,
+) -> None:
+    """Serve the API on PostgreSQL and NATS until SIGINT or SIGTERM.
+
+    Migrates the schema first. Raises ``StoreError`` when either cannot be reached."""
+    from engine.adapters.nats.bus import NatsCommandBus
+    from engine.adapters.postgres import (
+        DistributedCommandQueue,
+        PostgresCommandStore,
+        PostgresDatabase,
+    )
+
+    install_log_redaction(process_redactor())
+    async with contextlib.AsyncExitStack() as stack:
+        db = await PostgresDatabase.open(settings.database_url, schema=settings.schema)
+        stack.push_async_callback(db.close)
+        await db.migrate()
+        bus = await NatsCommandBus.connect(
+            settings.nats_url, stream=settings.stream, subject_prefix=settings.subject_prefix
+        )
+        stack.push_async_callback(bus.aclose)
+        commands = PostgresCommandStore(db)
+        queue = DistributedCommandQueue(commands, bus, renotify_after=settings.lease)
+        stack.push_async_callback(queue.aclose)
+        engine = Engine(
+            db.events, db.catalog, queue=queue, lock_dir=None, redactor=process_redactor()
+        )
+        stack.push_async_callback(engine.aclose)
+        engine.subscribe(queue.observe)
+        tokens = PostgresTokenStore(db)
+        if not await tokens.list():
+            announce(
+                "no API tokens yet: every /api request will get 401 until you create one with "
+                "`noetl-agent tokens create --database URL --name NAME --kind human --role admin`"
+            )
+        recovered = await engine.recover()
+        if recovered:
+            again = await queue.renotify(recovered)
+            announce(
+                f"resumed {len(recovered)} execution(s): {', '.join(recovered)}; "
+                f"{again} queued command(s) announced again"
+            )
+        reaper = asyncio.create_task(queue.run_reaper(settings.reap_interval), name="reaper")
+        stack.push_async_callback(_stop_task, reaper)
+        app = create_app(
+            engine,
+            tokens,
+            max_body_bytes=max_body_bytes,
+            commands=commands,
+            probes={"database": commands.ping, "nats": bus.ping},
+            lease_seconds=settings.lease,
+        )
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
+        announce(
+            f"serving http://{host}:{port} (OpenAPI at /docs) on PostgreSQL schema "
+            f"{settings.schema!r}, announcing commands on NATS stream {settings.stream}"
+        )
+        await _Server(config).serve()
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

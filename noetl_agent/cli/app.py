@@ -67,6 +67,8 @@ tokens_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tokens_app, name="tokens")
+db_app = typer.Typer(help="The PostgreSQL schema of the distributed mode.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 class _LazyConsole:
@@ -97,6 +99,16 @@ SERVER_OPTION: Any = typer.Option(
 )
 TOKEN_OPTION: Any = typer.Option(
     None, "--token", envvar="NOETL_TOKEN", help="API token for --server.", show_default=False
+)
+DATABASE_OPTION: Any = typer.Option(
+    None,
+    "--database",
+    envvar="NOETL_DATABASE_URL",
+    help="PostgreSQL URL of the distributed mode (postgresql://user@host/db).",
+    show_default=False,
+)
+SCHEMA_OPTION: Any = typer.Option(
+    "noetl", "--schema", envvar="NOETL_DATABASE_SCHEMA", help="PostgreSQL schema to use."
 )
 
 
@@ -372,20 +384,151 @@ def server(
     max_body: int = typer.Option(
         1024 * 1024, "--max-body-bytes", min=1, help="Largest request body accepted."
     ),
+    database: str | None = DATABASE_OPTION,
+    nats_url: str | None = typer.Option(
+        None,
+        "--nats",
+        envvar="NOETL_NATS_URL",
+        help="NATS JetStream URL of the distributed mode (with --database).",
+        show_default=False,
+    ),
+    schema: str = SCHEMA_OPTION,
+    stream: str = typer.Option(
+        "NOETL_COMMANDS", "--nats-stream", envvar="NOETL_NATS_STREAM", help="JetStream stream."
+    ),
+    subject_prefix: str = typer.Option(
+        "noetl.commands",
+        "--nats-subject-prefix",
+        envvar="NOETL_NATS_SUBJECT_PREFIX",
+        help="Subjects are PREFIX.<pool>.",
+    ),
+    lease: float = typer.Option(
+        30.0,
+        "--lease",
+        min=1.0,
+        max=600.0,
+        help="Seconds a claim lasts when the worker names none, and that a queued command "
+        "waits unclaimed before it is announced again.",
+    ),
+    reap_interval: float = typer.Option(
+        2.0, "--reap-interval", min=0.1, help="Seconds between passes of the command reaper."
+    ),
 ) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) on the local state; running executions left by
-    a stopped process are picked up first. Stop it with Ctrl-C."""
+    """Serve the HTTP API (OpenAPI at /docs); running executions left by a stopped process
+    are picked up first. Stop it with Ctrl-C.
+
+    Without --database and --nats it serves the local state and runs tools itself. With
+    both, events, catalog, tokens and commands live in PostgreSQL and `noetl-agent worker`
+    processes run the tools."""
     _principal().require("admin", "serve the API")
-    from noetl_agent.api.server import serve
-    from noetl_agent.config import noetl_home
 
     def announce(message: str) -> None:
         err.print(f"[dim]{message}[/]", soft_wrap=True)
+
+    if database or nats_url:
+        if not (database and nats_url):
+            missing = "--nats (NOETL_NATS_URL)" if database else "--database (NOETL_DATABASE_URL)"
+            raise _fail(
+                f"the distributed mode needs {missing} too",
+                EXIT_INVALID,
+                "pass both --database and --nats, or neither for the embedded stack",
+            )
+        from noetl_agent.api.server import Distributed, serve_distributed
+
+        settings = Distributed(
+            database,
+            nats_url,
+            schema=schema,
+            stream=stream,
+            subject_prefix=subject_prefix,
+            lease=lease,
+            reap_interval=reap_interval,
+        )
+
+        async def distributed() -> None:
+            await serve_distributed(
+                settings, host, port, max_body_bytes=max_body, announce=announce
+            )
+
+        _run(distributed, "stopped")
+        return
+    from noetl_agent.api.server import serve
+    from noetl_agent.config import noetl_home
 
     async def go() -> None:
         await serve(noetl_home(), host, port, max_body_bytes=max_body, announce=announce)
 
     _run(go, "stopped")
+
+
+@app.command()
+def worker(
+    server: str | None = typer.Option(
+        None, "--server", envvar="NOETL_SERVER_URL", help="The API server to claim from."
+    ),
+    nats_url: str = typer.Option(
+        "nats://127.0.0.1:4222", "--nats", envvar="NOETL_NATS_URL", help="NATS JetStream URL."
+    ),
+    token: str | None = TOKEN_OPTION,
+    pool: str = typer.Option("cpu", "--pool", help="The pool whose commands to run."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Commands run at once."),
+    lease: float = typer.Option(
+        30.0,
+        "--lease",
+        min=1.0,
+        max=600.0,
+        help="Seconds a claim lasts; heartbeats every third of it.",
+    ),
+    worker_id: str | None = typer.Option(
+        None, "--worker-id", help="Name in claims (default HOSTNAME-PID).", show_default=False
+    ),
+    grace: float = typer.Option(
+        30.0, "--grace", min=0.0, help="Seconds running commands get to finish on SIGTERM."
+    ),
+    stream: str = typer.Option(
+        "NOETL_COMMANDS", "--nats-stream", envvar="NOETL_NATS_STREAM", help="JetStream stream."
+    ),
+    subject_prefix: str = typer.Option(
+        "noetl.commands",
+        "--nats-subject-prefix",
+        envvar="NOETL_NATS_SUBJECT_PREFIX",
+        help="Subjects are PREFIX.<pool>.",
+    ),
+) -> None:
+    """Run commands of one pool for a `noetl-agent server` (distributed mode) until SIGTERM
+    or Ctrl-C; the token needs the worker role. Serves no HTTP endpoints."""
+    from noetl_agent.worker import WorkerSettings, configure_logging, run_worker
+
+    endpoint = _endpoint(server, token)
+    if endpoint is None:
+        raise _fail(
+            "a worker needs the API server's address",
+            EXIT_INVALID,
+            "pass --server URL or set NOETL_SERVER_URL",
+        )
+    settings = WorkerSettings(
+        *endpoint,
+        nats_url=nats_url,
+        pool=pool,
+        concurrency=concurrency,
+        lease_seconds=lease,
+        grace=grace,
+        worker_id=worker_id or "",
+        stream=stream,
+        subject_prefix=subject_prefix,
+    )
+    configure_logging(_state["debug"])
+
+    def announce(message: str) -> None:
+        err.print(f"[dim]{message}[/]", soft_wrap=True)
+
+    async def go() -> None:
+        await run_worker(settings, announce)
+
+    try:
+        _run(go, "stopped")
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
 
 
 @app.command()
@@ -702,11 +845,10 @@ def approvals_reject(
     _guarded(lambda: _decide(approval_id, False, comment, as_json))
 
 
-def _credential_file() -> Any:
-    from engine.adapters.credentials import FileCredentialProvider
-    from noetl_agent.config import noetl_home
+def _credential_store() -> Any:
+    from noetl_agent.local import LocalCredentials
 
-    return FileCredentialProvider(noetl_home() / "credentials.json")
+    return LocalCredentials()
 
 
 @credentials_app.command("set")
@@ -720,7 +862,8 @@ def credentials_set(
         False, "--stdin", help="Read the fields as one JSON object from standard input."
     ),
 ) -> None:
-    """Store a credential in $NOETL_HOME/credentials.json (mode 0600)."""
+    """Store a credential, encrypted, in $NOETL_HOME/noetl.db (key: NOETL_CREDENTIAL_KEY or
+    $NOETL_HOME/credential.key)."""
     _principal().require("admin", "manage credentials")
     data: dict[str, Any] = {}
     if from_stdin:
@@ -741,7 +884,7 @@ def credentials_set(
             "a credential needs fields", EXIT_INVALID, "use -f FIELD=VALUE or pipe a JSON object"
         )
     try:
-        _credential_file().set(name, kind, data)
+        _credential_store().set(name, kind, data)
     except NoetlError as exc:
         raise _fail(str(exc), EXIT_INVALID) from None
     out.print(f"stored credential [bold]{name}[/] ({kind}, {len(data)} fields)")
@@ -750,7 +893,17 @@ def credentials_set(
 @credentials_app.command("list")
 def credentials_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List stored credentials by name and kind."""
-    items = _credential_file().list()
+    store = _credential_store()
+    try:
+        items, legacy = store.list(), store.legacy_names()
+    except NoetlError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    if legacy:
+        err.print(
+            f"[dim]{len(legacy)} credential(s) are still in the plain {store.legacy.path}; "
+            "encrypt them with `noetl-agent credentials import-file`[/]",
+            soft_wrap=True,
+        )
     if as_json:
         _print_json([{"name": item.name, "kind": item.kind} for item in items])
         return
@@ -764,19 +917,53 @@ def credentials_list(as_json: bool = typer.Option(False, "--json")) -> None:
 def credentials_delete(name: str = typer.Argument(...)) -> None:
     """Remove a stored credential."""
     _principal().require("admin", "manage credentials")
-    if not _credential_file().delete(name):
+    try:
+        deleted = _credential_store().delete(name)
+    except NoetlError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    if not deleted:
         raise _fail(f"credential '{name}' is not stored", EXIT_FAILED, "see `credentials list`")
     out.print(f"deleted credential {name}")
 
 
-def _tokens(work: Callable[[TokenStore], Awaitable[T]]) -> T:
-    """Run ``work`` on the token store of the local state (the server's SQLite file)."""
+@credentials_app.command("import-file")
+def credentials_import_file(
+    path: Path | None = typer.Argument(
+        None, help="A JSON file of credentials; default $NOETL_HOME/credentials.json."
+    ),
+    keep: bool = typer.Option(False, "--keep", help="Keep the plain file after importing."),
+) -> None:
+    """Encrypt the credentials of a plain JSON file into the store, then delete the file."""
+    _principal().require("admin", "manage credentials")
+    try:
+        imported = _credential_store().import_file(path, keep=keep)
+    except NoetlError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    out.print(f"imported {len(imported.names)} credential(s): {', '.join(imported.names) or '-'}")
+    if imported.removed is not None:
+        out.print(f"deleted {imported.removed}")
+
+
+def _tokens(
+    work: Callable[[TokenStore], Awaitable[T]], database: str | None = None, schema: str = "noetl"
+) -> T:
+    """Run ``work`` on the token store of the local state (the server's SQLite file), or
+    of the PostgreSQL ``database`` (its schema migrated first) when one is given."""
     _principal().require("admin", "manage API tokens")
     from engine.adapters.sqlite.stores import SqliteDatabase
     from noetl_agent.config import noetl_home
-    from noetl_agent.tokens import SqliteTokenStore
+    from noetl_agent.tokens import PostgresTokenStore, SqliteTokenStore
 
     async def go() -> T:
+        if database:
+            from engine.adapters.postgres import PostgresDatabase
+
+            pg = await PostgresDatabase.open(database, schema=schema, max_size=2)
+            try:
+                await pg.migrate()
+                return await work(PostgresTokenStore(pg))
+            finally:
+                await pg.close()
         db = SqliteDatabase.open(noetl_home() / "noetl.db")
         try:
             return await work(SqliteTokenStore(db))
@@ -796,13 +983,16 @@ def tokens_create(
     roles: list[str] = typer.Option(
         ..., "--role", help="viewer, operator, approver, worker or admin; repeatable."
     ),
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
 ) -> None:
-    """Create a token; it is printed once, as the last line, and only its hash is kept."""
+    """Create a token; it is printed once, as the last line, and only its hash is kept.
+    With --database it is for a distributed server on that PostgreSQL database."""
 
     async def work(store: TokenStore) -> str:
         return await store.create(name, kind, roles)
 
-    token = _tokens(work)
+    token = _tokens(work, database, schema)
     err.print(
         f"created token [bold]{name}[/] ({kind}; {', '.join(roles)}); copy it now, "
         "it is not shown again:",
@@ -813,13 +1003,17 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def tokens_list(
+    as_json: bool = typer.Option(False, "--json"),
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
+) -> None:
     """List tokens by name, kind and roles (never the secrets)."""
 
     async def work(store: TokenStore) -> Any:
         return await store.list()
 
-    items = _tokens(work)
+    items = _tokens(work, database, schema)
     if as_json:
         _print_json([item.to_dict() for item in items])
         return
@@ -830,14 +1024,49 @@ def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
+def tokens_revoke(
+    name: str = typer.Argument(..., help="The token's name."),
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
+) -> None:
     """Revoke a token: requests made with it are refused from now on."""
 
     async def work(store: TokenStore) -> None:
         await store.revoke(name)
 
-    _tokens(work)
+    _tokens(work, database, schema)
     out.print(f"revoked token {name}")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
+) -> None:
+    """Create or update the schema's tables (safe to repeat; `server --database` does it
+    at start too)."""
+    _principal().require("admin", "migrate the database")
+    if not database:
+        raise _fail(
+            "no database to migrate",
+            EXIT_INVALID,
+            "pass --database postgresql://user@host/db or set NOETL_DATABASE_URL",
+        )
+    from engine.adapters.postgres import PostgresDatabase
+
+    async def go() -> tuple[int, int]:
+        pg = await PostgresDatabase.open(database, schema=schema, max_size=1)
+        try:
+            before = await pg.schema_version()
+            return before, await pg.migrate()
+        finally:
+            await pg.close()
+
+    before, after = _run(go, "interrupted")
+    if before == after:
+        out.print(f"schema {schema!r} is up to date (version {after})")
+    else:
+        out.print(f"migrated schema {schema!r} from version {before} to {after}")
 
 
 def _guarded(action: Callable[[], None]) -> None:
@@ -849,6 +1078,9 @@ def _guarded(action: Callable[[], None]) -> None:
 
 def main() -> None:
     """Console entry point."""
+    from engine.runtime.redaction import install_log_redaction
+
+    install_log_redaction()
     try:
         app()
     except Forbidden as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,13 +13,23 @@ from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.errors import Conflict, NotFound
 from noetl_agent.errors import Unauthorized
 from noetl_agent.principals import Principal
-from noetl_agent.tokens import MemoryTokenStore, SqliteTokenStore, TokenStore
+from noetl_agent.tokens import (
+    MemoryTokenStore,
+    PostgresTokenStore,
+    SqliteTokenStore,
+    TokenStore,
+)
+from tests.conformance.conftest import fresh_postgres, require_postgres
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TokenStore]:
     if request.param == "memory":
         yield MemoryTokenStore()
+        return
+    if request.param == "postgres":
+        async with fresh_postgres(await require_postgres()) as pg:
+            yield PostgresTokenStore(pg)
         return
     db = SqliteDatabase.open(tmp_path / "noetl.db")
     try:
@@ -103,3 +114,25 @@ async def test_a_revoked_token_is_refused_by_the_api(api, stack):
     refused = await api.get("/api/catalog", headers=viewer)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_postgres_keeps_hashes_and_revoked_rows_and_one_name_per_live_token():
+    async with fresh_postgres(await require_postgres()) as pg:
+        store = PostgresTokenStore(pg)
+        first = await store.create("ann", "human", ["admin"])
+        await store.revoke("ann")
+        second = await store.create("ann", "agent", ["viewer"])  # the name is free again
+        async with pg.connection("test") as conn:
+            rows = await conn.fetch(
+                pg.sql("SELECT token_hash, revoked_at IS NOT NULL AS revoked FROM {s}.api_token")
+            )
+        assert sorted((row["token_hash"], row["revoked"]) for row in rows) == sorted(
+            [(hashlib.sha256(t.encode()).hexdigest(), t == first) for t in (first, second)]
+        )
+        assert (await store.authenticate(second)).kind == "agent"
+
+        racing = await asyncio.gather(
+            *(store.create("ci", "agent", ["worker"]) for _ in range(5)), return_exceptions=True
+        )
+        assert sum(isinstance(outcome, str) for outcome in racing) == 1
+        assert sum(isinstance(outcome, Conflict) for outcome in racing) == 4

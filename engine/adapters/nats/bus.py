@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import nats
-from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
@@ -186,7 +186,7 @@ class NatsCommandBus:
                 headers={"Nats-Msg-Id": f"{note.command_id}@{attempt}"},
                 timeout=5,
             )
-        except (NatsTimeout, ConnectionClosedError) as exc:
+        except NatsError as exc:  # timeouts, a closed connection, no stream to answer
             raise StoreError(f"could not publish command {note.command_id} to NATS: {exc}") from exc
 
     async def subscribe(self, pool: str) -> PoolSubscription:
@@ -203,6 +203,22 @@ class NatsCommandBus:
             self.subject(pool), durable=durable, stream=self.stream, config=config
         )
         return PoolSubscription(subscription)
+
+    async def ping(self, timeout: float = 5.0) -> None:
+        """Raise ``StoreError`` unless NATS is connected and the stream answers."""
+        if not self._client.is_connected:
+            raise StoreError("not connected to NATS (reconnecting); check that it is running")
+        try:
+            await asyncio.wait_for(self._js.stream_info(self.stream), timeout)
+        except NotFoundError:
+            raise StoreError(
+                f"the JetStream stream {self.stream} is missing; restart the server to create it"
+            ) from None
+        except (TimeoutError, NatsError) as exc:
+            raise StoreError(
+                f"JetStream did not answer for stream {self.stream}: {type(exc).__name__}"
+                f"{': ' + str(exc) if str(exc) else ''}"
+            ) from exc
 
     async def delete_stream(self) -> None:
         """Remove the stream and its consumers (tests, uninstall)."""

@@ -1,0 +1,172 @@
+"""The distributed ``CommandQueue``: commands in PostgreSQL, notes about them on NATS.
+
+``submit`` stores the command (queued) and then publishes a note ``{execution_id,
+command_id, pool}`` for the pool's workers; a worker claims the command from the server
+(see ``PostgresCommandStore``), runs it and reports its events. A command stored before
+(the engine re-issues outstanding commands when it rebuilds an execution) is not
+announced again by ``submit``.
+
+Notes can be lost (NATS down when publishing, a stream that lost messages) and workers
+can die holding a claim, so the stored rows are what counts: the reaper (``reap``, run
+every few seconds by ``run_reaper``) re-announces every command whose claim expired
+and every queued command nobody claimed for ``renotify_after`` seconds. A note carries
+attempt number claims + 1, and JetStream drops a repeat of the same command and attempt
+within its two-minute duplicate window: an expired claim is announced again at once,
+while a lost note of a never-claimed command is made up for within about two minutes
+(a note still waiting in the stream is not doubled). The reaper also cancels what is
+left of executions that have ended. After a restart, ``renotify`` announces the queued
+commands of the executions the engine recovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from engine.adapters.nats.bus import CommandNote, NatsCommandBus
+from engine.adapters.postgres.commands import DueCommand, PostgresCommandStore, global_command_id
+from engine.core import events as ev
+from engine.core.commands import RunTool
+from engine.core.events import Event
+from engine.errors import StoreError
+
+logger = logging.getLogger(__name__)
+DEFAULT_RENOTIFY_AFTER = 30.0  # seconds a queued command waits for a claim before a new note
+DEFAULT_REAP_INTERVAL = 2.0  # seconds between reaper passes
+REAP_BATCH = 500  # commands re-announced per pass at most
+PUT_BUDGET = 60.0  # seconds ``submit`` keeps retrying a failing database
+
+
+class DistributedCommandQueue:
+    """``CommandQueue`` over a ``PostgresCommandStore`` and a ``NatsCommandBus``.
+
+    Neither is owned: ``aclose`` stops the queue's own tasks, the caller closes both."""
+
+    def __init__(
+        self,
+        store: PostgresCommandStore,
+        bus: NatsCommandBus,
+        *,
+        renotify_after: float = DEFAULT_RENOTIFY_AFTER,
+        reap_batch: int = REAP_BATCH,
+        put_budget: float = PUT_BUDGET,
+    ) -> None:
+        if renotify_after <= 0:
+            raise ValueError(f"renotify_after must be more than 0 s, got {renotify_after}")
+        self.store = store
+        self.bus = bus
+        self.renotify_after = renotify_after
+        self.reap_batch = reap_batch
+        self.put_budget = put_budget
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, command: RunTool) -> None:
+        """Store ``command`` and announce it, unless it was stored before.
+
+        A failing database is retried for ``put_budget`` seconds, then the command is left
+        to the next start of the server (which issues outstanding commands again); a note
+        that cannot be published is left to the reaper."""
+        try:
+            created = await self._put(command)
+        except StoreError as exc:
+            logger.error(
+                "command %s could not be stored (%s); it is issued again when the server restarts",
+                global_command_id(command),
+                exc,
+            )
+            return
+        if created:
+            await self._announce(
+                DueCommand(global_command_id(command), command.execution_id, command.pool, 0)
+            )
+
+    async def cancel(self, execution_id: str) -> None:
+        """Cancel the execution's queued and claimed commands: claims and heartbeats of its
+        commands are refused from now on, which is how running workers learn to stop."""
+        await self.store.cancel_execution(execution_id)
+
+    async def renotify(self, execution_ids: Iterable[str]) -> int:
+        """Announce the queued commands of these executions again; return how many."""
+        due = await self.store.queued(execution_ids)
+        for item in due:
+            await self._announce(item)
+        return len(due)
+
+    async def reap(self) -> int:
+        """One reaper pass; return how many commands were announced again."""
+        await self.store.cancel_finished()
+        due = await self.store.due_for_notice(self.renotify_after, self.reap_batch)
+        for item in due:
+            await self._announce(item)
+        if due:
+            logger.info("re-announced %d command(s) with expired or unclaimed notes", len(due))
+        return len(due)
+
+    async def run_reaper(self, interval: float = DEFAULT_REAP_INTERVAL) -> None:
+        """Reap every ``interval`` seconds until cancelled; failures are logged, not raised."""
+        if interval <= 0:
+            raise ValueError(f"the reaper interval must be more than 0 s, got {interval}")
+        while True:
+            try:
+                await self.reap()
+            except StoreError as exc:
+                logger.warning("reaper pass failed: %s", exc)
+            except Exception:  # the reaper must outlive any one pass
+                logger.exception("reaper pass failed")
+            await asyncio.sleep(interval)
+
+    def observe(self, event: Event) -> None:
+        """An engine listener: once an execution ends, cancel what is left of its commands
+        (branches still queued when a step failed, for instance)."""
+        if event.event_type != ev.PLAYBOOK_PROCESSED:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._cancel_quietly(event.execution_id), name=f"cancel-commands:{event.execution_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Stop the queue's background tasks (not the store or the bus)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _put(self, command: RunTool) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.put_budget
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.put(command)
+            except StoreError as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                logger.warning(
+                    "could not store command %s (%s); retrying in %.1fs",
+                    global_command_id(command),
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _announce(self, item: DueCommand) -> None:
+        note = CommandNote(item.execution_id, item.command_id, item.pool)
+        try:
+            await self.bus.notify(note, attempt=item.attempts + 1)
+        except StoreError as exc:
+            logger.warning("%s; the reaper announces it again within %gs", exc, self.renotify_after)
+        except ValueError as exc:  # a pool name no subject can carry: no worker can get it
+            logger.error("command %s cannot be announced: %s", item.command_id, exc)
+
+    async def _cancel_quietly(self, execution_id: str) -> None:
+        try:
+            await self.store.cancel_execution(execution_id)
+        except StoreError as exc:  # the reaper cancels them on a later pass
+            logger.warning("could not cancel the commands of %s: %s", execution_id, exc)

@@ -1,0 +1,65 @@
+"""Command routes of the distributed mode: workers claim commands and keep claims alive.
+
+The id in the path is the global command id ``execution_id:step_run_id[/iteration]``
+(percent-encode it: it holds ``:``, ``#`` and ``/``). A 409 means the command is not the
+caller's to run (held by another worker, done, or cancelled): drop the note. On the
+embedded stack no command is handed out, so every id is unknown (404).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from engine.errors import NotFound
+from noetl_agent.api.deps import CommandLeases, CommandsDep, allow
+from noetl_agent.api.models import ClaimRequest
+from noetl_agent.api.problems import responses
+from noetl_agent.principals import Principal
+
+router = APIRouter(prefix="/api", tags=["commands"])
+Worker = Annotated[Principal, Depends(allow("worker", "claim commands"))]
+DEFAULT_LEASE = 30.0  # seconds a claim lasts when the worker names no lease
+
+
+def _leases(commands: CommandLeases | None, command_id: str) -> CommandLeases:
+    if commands is None:
+        raise NotFound(
+            f"no command '{command_id}': this server runs tools itself (embedded stack); "
+            "start it with --database and --nats to hand commands to workers"
+        )
+    return commands
+
+
+def _lease(request: Request, body: ClaimRequest) -> float:
+    if body.lease_seconds is not None:
+        return body.lease_seconds
+    lease: float = request.app.state.lease_seconds
+    return lease
+
+
+@router.post("/commands/{command_id:path}/claim", responses=responses(403, 404, 409, 422))
+async def claim(
+    command_id: str, body: ClaimRequest, request: Request, commands: CommandsDep, _: Worker
+) -> dict[str, Any]:
+    """Take the command for ``lease_seconds``; answers the command (as
+    ``RunTool.to_dict()``) and the attempt number, 1 for the first claim.
+
+    409 when another worker holds an unexpired claim or the command is done or cancelled."""
+    leases = _leases(commands, command_id)
+    won = await leases.claim(command_id, body.worker_id, _lease(request, body))
+    return {"command": won.command, "attempt": won.attempt}
+
+
+@router.post("/commands/{command_id:path}/heartbeat", responses=responses(403, 404, 409, 422))
+async def heartbeat(
+    command_id: str, body: ClaimRequest, request: Request, commands: CommandsDep, _: Worker
+) -> dict[str, str]:
+    """Extend the caller's claim to ``lease_seconds`` from now; 409 once it is not the
+    caller's any more (stop running the command)."""
+    leases = _leases(commands, command_id)
+    expires = await leases.heartbeat(command_id, body.worker_id, _lease(request, body))
+    stamp = expires.astimezone(UTC).isoformat(timespec="milliseconds")
+    return {"claim_expires_at": stamp.replace("+00:00", "Z")}
