@@ -9,7 +9,7 @@ PIP_EXTRA_INDEX := $(shell $(PYTHON) -m pip config get global.extra-index-url 2>
 UV_ENV := $(if $(PIP_FIND_LINKS),UV_FIND_LINKS="$(PIP_FIND_LINKS)") \
           $(if $(PIP_EXTRA_INDEX),UV_EXTRA_INDEX_URL="$(PIP_EXTRA_INDEX)") UV_INDEX_STRATEGY=unsafe-best-match
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench eval clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python -m evals.bench.engine
+	$(BIN)/python -m evals.bench.distributed
+
+eval: install
+	$(BIN)/python -m evals.retrieval.run
 
 clean:
 	rm -rf $(VENV)

@@ -39,6 +39,7 @@ from noetl_agent.executions import PendingApproval
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0  # seconds for one request
+SEARCH_TIMEOUT = 120.0  # seconds: the server may load the embedding model first
 LONG_POLL = 10.0  # seconds the server may hold an event read while following an execution
 PROBLEM_PREFIX = "/problems/"  # as noetl_agent.api.problems writes ``type``
 _ERRORS: dict[str, type[NoetlError]] = {
@@ -200,6 +201,45 @@ class _Calls:
         body = {"approved": approved, "comment": comment}
         return _Call("POST", path, _build(Decision), body)
 
+    @staticmethod
+    def set_credential(name: str, kind: str, data: dict[str, Any]) -> _Call[dict[str, Any]]:
+        body = {"name": name, "kind": kind, "data": data}
+        return _Call("POST", "/api/credentials", dict, body)
+
+    @staticmethod
+    def list_credentials() -> _Call[list[dict[str, Any]]]:
+        return _Call("GET", "/api/credentials", list)
+
+    @staticmethod
+    def delete_credential(name: str) -> _Call[None]:
+        return _Call("DELETE", f"/api/credentials/{_segment(name)}", _ignore)
+
+    @staticmethod
+    def search(
+        text: str, kind: str | None, filters: dict[str, Any] | None, k: int
+    ) -> _Call[list[dict[str, Any]]]:
+        body = {"text": text, "kind": kind, "filters": filters or {}, "k": k}
+        return _Call("POST", "/api/search", list, body, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def similar(execution_id: str, k: int) -> _Call[dict[str, Any]]:
+        path = f"/api/executions/{_segment(execution_id)}/similar"
+        return _Call("GET", path, dict, params={"k": k}, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def error_clusters(params: dict[str, Any]) -> _Call[list[dict[str, Any]]]:
+        query = {key: value for key, value in params.items() if value is not None}
+        return _Call("GET", "/api/failures/clusters", list, params=query, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def duration_anomalies(params: dict[str, Any]) -> _Call[list[dict[str, Any]]]:
+        query = {key: value for key, value in params.items() if value is not None}
+        return _Call("GET", "/api/steps/anomalies", list, params=query, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def index() -> _Call[dict[str, Any]]:
+        return _Call("POST", "/api/index", dict, timeout=SEARCH_TIMEOUT)
+
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
@@ -317,6 +357,18 @@ class AsyncClient:
         """Register playbook YAML; raise ``PlaybookInvalid`` with its issues."""
         return await self._send(_Calls.register(content))
 
+    async def set_credential(self, name: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Store a credential on the server, encrypted (admin); answers name, kind, fields."""
+        return await self._send(_Calls.set_credential(name, kind, data))
+
+    async def list_credentials(self) -> list[dict[str, Any]]:
+        """The server's credentials by name and kind (admin; values never leave)."""
+        return await self._send(_Calls.list_credentials())
+
+    async def delete_credential(self, name: str) -> None:
+        """Delete a credential on the server (admin); ``NotFound`` when it is not stored."""
+        await self._send(_Calls.delete_credential(name))
+
     async def list_playbooks(self) -> list[dict[str, Any]]:
         """The latest version of every playbook: path, version, name, description."""
         return await self._send(_Calls.list_playbooks())
@@ -360,6 +412,33 @@ class AsyncClient:
     ) -> Decision:
         """Approve or reject; ``Forbidden`` unless the token is a human approver's."""
         return await self._send(_Calls.decide(approval_id, approved, comment))
+
+    async def search(
+        self,
+        text: str,
+        *,
+        kind: str | None = None,
+        filters: dict[str, Any] | None = None,
+        k: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Search execution history by meaning; hits best first (viewer)."""
+        return await self._send(_Calls.search(text, kind, filters, k))
+
+    async def similar(self, execution_id: str, *, k: int = 5) -> dict[str, Any]:
+        """The execution's failure and past failures like it (viewer)."""
+        return await self._send(_Calls.similar(execution_id, k))
+
+    async def error_clusters(self, **params: Any) -> list[dict[str, Any]]:
+        """Failures grouped by meaning (threshold, min_count, playbook)."""
+        return await self._send(_Calls.error_clusters(params))
+
+    async def duration_anomalies(self, **params: Any) -> list[dict[str, Any]]:
+        """Step runs of unusual duration (playbook, step, threshold, min_history)."""
+        return await self._send(_Calls.duration_anomalies(params))
+
+    async def index(self) -> dict[str, Any]:
+        """Index what is new in the server's event log now (operator)."""
+        return await self._send(_Calls.index())
 
     async def wait(
         self, execution_id: str, *, after_seq: int = 0, on_event: EventListener | None = None
@@ -423,6 +502,18 @@ class Client:
         """Register playbook YAML; raise ``PlaybookInvalid`` with its issues."""
         return self._send(_Calls.register(content))
 
+    def set_credential(self, name: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Store a credential on the server, encrypted (admin); answers name, kind, fields."""
+        return self._send(_Calls.set_credential(name, kind, data))
+
+    def list_credentials(self) -> list[dict[str, Any]]:
+        """The server's credentials by name and kind (admin; values never leave)."""
+        return self._send(_Calls.list_credentials())
+
+    def delete_credential(self, name: str) -> None:
+        """Delete a credential on the server (admin); ``NotFound`` when it is not stored."""
+        self._send(_Calls.delete_credential(name))
+
     def list_playbooks(self) -> list[dict[str, Any]]:
         """The latest version of every playbook: path, version, name, description."""
         return self._send(_Calls.list_playbooks())
@@ -462,6 +553,33 @@ class Client:
     def decide(self, approval_id: str, *, approved: bool, comment: str | None = None) -> Decision:
         """Approve or reject; ``Forbidden`` unless the token is a human approver's."""
         return self._send(_Calls.decide(approval_id, approved, comment))
+
+    def search(
+        self,
+        text: str,
+        *,
+        kind: str | None = None,
+        filters: dict[str, Any] | None = None,
+        k: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Search execution history by meaning; hits best first (viewer)."""
+        return self._send(_Calls.search(text, kind, filters, k))
+
+    def similar(self, execution_id: str, *, k: int = 5) -> dict[str, Any]:
+        """The execution's failure and past failures like it (viewer)."""
+        return self._send(_Calls.similar(execution_id, k))
+
+    def error_clusters(self, **params: Any) -> list[dict[str, Any]]:
+        """Failures grouped by meaning (threshold, min_count, playbook)."""
+        return self._send(_Calls.error_clusters(params))
+
+    def duration_anomalies(self, **params: Any) -> list[dict[str, Any]]:
+        """Step runs of unusual duration (playbook, step, threshold, min_history)."""
+        return self._send(_Calls.duration_anomalies(params))
+
+    def index(self) -> dict[str, Any]:
+        """Index what is new in the server's event log now (operator)."""
+        return self._send(_Calls.index())
 
     def wait(
         self, execution_id: str, *, after_seq: int = 0, on_event: EventListener | None = None

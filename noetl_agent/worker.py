@@ -2,9 +2,11 @@
 
 The worker learns of commands from NATS JetStream, claims and reports them through the
 API server with a token that holds the ``worker`` role, and runs the tools here. Tool
-credentials resolve on the worker's host, in order, from the encrypted store of
-``$NOETL_HOME``, a plain ``credentials.json`` there, and ``NOETL_CREDENTIAL_<NAME>``
-variables; their values are masked in every event before it is sent.
+credentials resolve, in order, from the server (the credentials stored there with
+``noetl-agent credentials set --server``, handed out only for the command the worker
+holds), then on the worker's host from the encrypted store of ``$NOETL_HOME``, a plain
+``credentials.json`` there, and ``NOETL_CREDENTIAL_<NAME>`` variables; their values are
+masked in every event before it is sent.
 
 Both services are checked before the first note is taken, so a wrong address or token is
 one clear error at start-up rather than a stream of failed claims.
@@ -25,6 +27,7 @@ from engine.adapters.credentials import (
 )
 from engine.adapters.nats.bus import NatsCommandBus, check_pool
 from engine.runtime.redaction import process_redactor
+from engine.worker.credentials import ServerCredentialProvider
 from engine.worker.remote import HttpWorkerRemote
 from engine.worker.service import WorkerService
 from noetl_agent.config import noetl_home
@@ -63,14 +66,15 @@ async def run_worker(settings: WorkerSettings, announce: Callable[[str], None]) 
     check_pool(settings.pool)
     worker_id = settings.worker_id or default_worker_id()
     home = noetl_home()
+    remote = HttpWorkerRemote(settings.server_url, settings.token, worker_id=worker_id)
     credentials = ChainCredentialProvider(
         [
+            ServerCredentialProvider(remote),
             local_credential_store(home),
             FileCredentialProvider(home / LEGACY_FILE),
             EnvCredentialProvider(),
         ]
     )
-    remote = HttpWorkerRemote(settings.server_url, settings.token, worker_id=worker_id)
     try:
         await remote.check()
         bus = await NatsCommandBus.connect(

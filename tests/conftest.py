@@ -12,7 +12,18 @@ from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# Servers started by tests do not index for search in the background (it loads the
+# embedding model); the tests of that feature switch it on themselves.
+os.environ.setdefault("NOETL_INDEXER", "off")
 CONFORMANCE = Path(os.environ.get("NOETL_CONFORMANCE_DIR", SHARED / "conformance"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_noetl_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never touch the real ``~/.noetl-agent``: what an app or command keeps under
+    ``$NOETL_HOME`` by default (analytics of a PostgreSQL event log, ...) goes here."""
+    if not os.environ.get("NOETL_HOME"):
+        os.environ["NOETL_HOME"] = str(tmp_path_factory.mktemp("noetl-home"))
 
 
 def require_service(available: bool, what: str) -> None:

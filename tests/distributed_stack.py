@@ -10,6 +10,7 @@ command over HTTP, run it with the tool runner and report its events over HTTP.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 import uuid
@@ -21,12 +22,14 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
+from engine.adapters.credential_store import CredentialKey, EncryptedCredentialStore
 from engine.adapters.nats.bus import NatsCommandBus
 from engine.adapters.postgres import (
     DistributedCommandQueue,
     PostgresCommandStore,
     PostgresDatabase,
 )
+from engine.adapters.postgres.commands import MAX_CLAIMS
 from engine.core.commands import RunTool
 from engine.core.events import Event
 from engine.runtime.embedded import Engine
@@ -38,12 +41,16 @@ from tests.conformance.conftest import fresh_postgres, require_postgres
 from tests.conftest import require_service
 
 NATS_URL = "nats://127.0.0.1:4222"
+CREDENTIAL_KEY = base64.urlsafe_b64encode(b"distributed-stack-test-key-32-by").decode()
 BASE_URL = "http://noetl.test"
 PRINCIPALS: dict[str, tuple[str, list[str]]] = {
     "viewer": ("human", ["viewer"]),
     "operator": ("agent", ["operator"]),
+    "approver": ("human", ["approver"]),
+    "agent-approver": ("agent", ["approver"]),
     "worker": ("agent", ["worker"]),
     "admin": ("human", ["admin"]),
+    "agent-admin": ("agent", ["admin"]),
 }
 
 
@@ -80,9 +87,10 @@ class DistributedStack:
 
 @contextlib.asynccontextmanager
 async def distributed_stack(
-    *, lease: float = 30.0, reap_interval: float | None = None
+    *, lease: float = 30.0, reap_interval: float | None = None, max_claims: int = MAX_CLAIMS
 ) -> AsyncIterator[DistributedStack]:
-    """The stack; with ``reap_interval`` the reaper runs every that many seconds."""
+    """The stack; with ``reap_interval`` the reaper runs every that many seconds. Its
+    credential store is encrypted under a key made for the stack (``CREDENTIAL_KEY``)."""
     require_service(nats_up(), "NATS with JetStream at 127.0.0.1:4222")
     dsn = await require_postgres()
     name = f"T_{uuid.uuid4().hex[:12]}"
@@ -92,10 +100,12 @@ async def distributed_stack(
         stack.push_async_callback(bus.aclose)
         stack.push_async_callback(bus.delete_stream)
         store = PostgresCommandStore(db)
-        queue = DistributedCommandQueue(store, bus, renotify_after=lease)
+        queue = DistributedCommandQueue(store, bus, renotify_after=lease, max_claims=max_claims)
         stack.push_async_callback(queue.aclose)
         engine = Engine(db.events, db.catalog, queue=queue)
         engine.subscribe(queue.observe)
+        queue.report_to(lambda events: started.engine.report(events))
+        credentials = EncryptedCredentialStore.postgres(db, CredentialKey(secret=CREDENTIAL_KEY))
         tokens = PostgresTokenStore(db)
         secrets = {
             who: await tokens.create(who, kind, roles) for who, (kind, roles) in PRINCIPALS.items()
@@ -103,6 +113,7 @@ async def distributed_stack(
         app = create_app(
             engine,
             tokens,
+            credentials=credentials,
             commands=store,
             probes={"database": store.ping, "nats": bus.ping},
             lease_seconds=lease,

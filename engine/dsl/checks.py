@@ -3,7 +3,8 @@
 - every arc, ``jump`` target and ``entry_step`` names an existing step (closest name hinted);
 - step names are unique; workbook references resolve; approvals stand alone in their step;
 - every step is reachable from the entry step (a join that no token can reach never fires);
-- every reachable step can still reach an end (a cycle with no exit would never finish).
+- every reachable step can still reach an end (a cycle with no exit would never finish);
+  the issue names the steps of the cycle, and says so of a step that only leads into one.
 """
 
 from __future__ import annotations
@@ -120,16 +121,49 @@ def static_issues(playbook: Playbook) -> list[Issue]:
         for target in targets:
             reverse[target].append(name)
     can_finish = _reach(reverse, list(ends))
+    trapped = [name for name in names if name in reachable and name not in can_finish]
+    cycles = _cycles(graph, trapped)
     for index, step in enumerate(playbook.workflow):
-        if step.step in reachable and step.step not in can_finish:
-            issues.append(
-                Issue(
-                    f"workflow[{index}]",
-                    f"step `{step.step}` is in a cycle with no exit: no path from it ends",
-                    hint="add an arc out of the cycle to a step that ends the workflow",
-                )
+        if step.step not in trapped:
+            continue
+        if step.step in cycles:
+            where = f"is in a cycle with no exit ({_steps(cycles[step.step], names)})"
+        else:
+            ahead = _reach(graph, [step.step])
+            caught = {member for name in ahead if name in cycles for member in cycles[name]}
+            where = f"leads only into a cycle with no exit ({_steps(caught, names)})"
+        issues.append(
+            Issue(
+                f"workflow[{index}]",
+                f"step `{step.step}` {where}: no path from it ends",
+                hint="add an arc out of the cycle to a step that ends the workflow",
             )
+        )
     return issues
+
+
+def _cycles(graph: dict[str, list[str]], trapped: list[str]) -> dict[str, set[str]]:
+    """Each trapped step that lies on a cycle → the steps of its cycle (its strongly
+    connected component among the trapped steps)."""
+    inside = set(trapped)
+    forward = {name: [t for t in graph[name] if t in inside] for name in trapped}
+    backward: dict[str, list[str]] = {name: [] for name in trapped}
+    for name, targets in forward.items():
+        for target in targets:
+            backward[target].append(name)
+    cycles: dict[str, set[str]] = {}
+    for name in trapped:
+        if name in cycles:
+            continue
+        component = _reach(forward, [name]) & _reach(backward, [name])
+        if len(component) > 1 or name in forward[name]:
+            cycles.update(dict.fromkeys(component, component))
+    return cycles
+
+
+def _steps(members: set[str], order: list[str]) -> str:
+    """``steps `a`, `b``` in workflow order."""
+    return "steps " + ", ".join(f"`{name}`" for name in order if name in members)
 
 
 def _reach(graph: dict[str, list[str]], start: list[str]) -> set[str]:

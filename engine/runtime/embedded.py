@@ -148,6 +148,10 @@ class Engine:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
+    def is_live(self, execution_id: str) -> bool:
+        """Whether this engine holds the execution in memory (so it exists in the log)."""
+        return execution_id in self._live
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every event appended by this engine, in order."""
         self._listeners.append(listener)

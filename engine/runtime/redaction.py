@@ -254,7 +254,7 @@ def redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
     except Exception:  # a malformed call; the handler reports it as usual
         return
     clean = redactor.text(message)
-    if clean != message:
+    if clean != message and not _mask_arguments(record, redactor):
         record.msg, record.args = clean, None
     if record.exc_info and not record.exc_text:
         record.exc_text = redactor.text(_TRACEBACKS.formatException(record.exc_info))
@@ -262,6 +262,25 @@ def redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
         record.exc_text = redactor.text(record.exc_text)
     if record.stack_info:
         record.stack_info = redactor.text(record.stack_info)
+
+
+def _mask_arguments(record: logging.LogRecord, redactor: Redactor) -> bool:
+    """Mask the format string and each argument, keeping the arguments' shape (formatters
+    such as uvicorn's access log unpack them); False, changing nothing, when the message
+    would still show a secret that way (one split between format and argument)."""
+    if not isinstance(record.args, tuple) or not isinstance(record.msg, str):
+        return False
+    msg, args = record.msg, record.args
+    record.msg = redactor.text(msg)
+    record.args = tuple(redactor.text(arg) if isinstance(arg, str) else arg for arg in args)
+    try:
+        message = record.getMessage()
+    except Exception:
+        message = None
+    if message is not None and redactor.text(message) == message:
+        return True
+    record.msg, record.args = msg, args
+    return False
 
 
 class RedactingFilter(logging.Filter):

@@ -7,7 +7,8 @@ until the policy stops retrying and reports ``tool.started``, ``retry.started``,
 command and attempt, so a re-run command re-reports the same ids and the store keeps one.
 
 Each ``tool.processed`` carries what the tool run cost in ``payload.meta.usage`` (see
-:class:`_Usage` for what is measured and when it is exact).
+:class:`_Usage` for what is measured and when it is exact); ``tool.started`` and
+``tool.processed`` name the worker pool that ran it in ``payload.meta.pool``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class ToolRunner:
                 "rule": decision.rule,
                 "attempts": attempts,
                 "set": plain(decision.set),
-                "meta": {**outcome.meta, "usage": usage},
+                "meta": {**outcome.meta, "usage": usage, "pool": command.pool},
                 "tool": config.get("name") or config.get("kind"),
                 "kind": config.get("kind"),
             }
@@ -131,7 +132,16 @@ class ToolRunner:
         usage = _Usage()
         attempt = 1
         await report(
-            [self._event(command, ev.TOOL_STARTED, f"{index}:start", attempt=1, tool=name)]
+            [
+                self._event(
+                    command,
+                    ev.TOOL_STARTED,
+                    f"{index}:start",
+                    attempt=1,
+                    tool=name,
+                    payload={"meta": {"pool": command.pool}},
+                )
+            ]
         )
         while True:
             outcome = await self._attempt(command, config, scope, kind, where, attempt)

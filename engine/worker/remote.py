@@ -4,6 +4,8 @@ A distributed worker never touches the event store; it talks to the server::
 
     claim(command_id)       POST /api/commands/{id}/claim       Claim, or None (409/404: not ours)
     heartbeat(command_id)   POST /api/commands/{id}/heartbeat   True, or False (409/404: lost)
+    credential(id, name)    POST /api/commands/{id}/credentials/{name}   a credential the
+                            held command names, or None (the server does not keep it)
     report(events)          buffered, sent by one task to POST /api/events/batch
     flush()                 waits until everything reported so far has been accepted
 
@@ -20,6 +22,8 @@ percent-encoded in paths. This module uses httpx directly and nothing of the age
 
     NoetlError (engine.errors)
     ├── WorkerUnauthorized     the token is unknown or lacks the worker role (fatal)
+    ├── ToolConfigError
+    │   └── ClaimLost          a credential was refused: the claim is not ours any more
     └── StoreError
         └── ServerUnreachable  no usable answer within the retry budget
 """
@@ -39,19 +43,35 @@ import httpx
 
 from engine.core.commands import RunTool
 from engine.core.events import Event
-from engine.errors import NoetlError, StoreError
+from engine.errors import NoetlError, StoreError, ToolConfigError
 
-__all__ = ["Backoff", "Claim", "HttpWorkerRemote", "ServerUnreachable", "WorkerUnauthorized"]
+__all__ = [
+    "Backoff",
+    "Claim",
+    "ClaimLost",
+    "HttpWorkerRemote",
+    "ServerUnreachable",
+    "WorkerUnauthorized",
+]
 
 logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0  # seconds for one HTTP request
 CLAIM_BUDGET = 30.0  # seconds a claim keeps retrying an unreachable server
+CREDENTIAL_BUDGET = 10.0  # seconds a credential request keeps retrying
 MAX_BUFFER = 10_000  # reported events held while the server does not answer
+# Events per report at most. The server's cost per request (authentication, a
+# transaction) is several times its cost per event, so a worker with many events waiting
+# sends them in few requests; the server takes up to 1,000 per batch.
+BATCH_SIZE = 500
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class WorkerUnauthorized(NoetlError):
     """The server refused the worker's token (401/403); nothing can be claimed or reported."""
+
+
+class ClaimLost(ToolConfigError):
+    """The server refused to act for a command this worker no longer holds."""
 
 
 class ServerUnreachable(StoreError):
@@ -112,7 +132,7 @@ class HttpWorkerRemote:
         *,
         worker_id: str,
         flush_interval: float = 0.02,
-        batch_size: int = 100,
+        batch_size: int = BATCH_SIZE,
         backoff: Backoff | None = None,
         claim_budget: float = CLAIM_BUDGET,
         timeout: float = REQUEST_TIMEOUT,
@@ -234,6 +254,40 @@ class HttpWorkerRemote:
                 f"{response.status_code} {_detail(response)}"
             )
         return True
+
+    async def credential(
+        self, command_id: str, name: str, budget: float = CREDENTIAL_BUDGET
+    ) -> dict[str, Any] | None:
+        """The fields and kind (``{name, kind, data}``) of credential ``name`` as the server
+        stores it, for the command this worker holds; None when the server does not store
+        it or the command does not name it (the worker's own sources are asked next).
+
+        Raises ``WorkerUnauthorized`` (401), ``ClaimLost`` (409: the claim is not this
+        worker's any more) or ``ServerUnreachable`` after ``budget`` seconds."""
+        path = f"{command_path(command_id, 'credentials')}/{quote(name, safe='')}"
+        response = await self._post(path, {"worker_id": self.worker_id}, budget=budget)
+        if response.status_code == 401:
+            _raise_if_unauthorized(response)
+        if response.status_code in (403, 404, 422):
+            logger.debug("credential %s is not the server's to give: %s", name, _detail(response))
+            return None
+        if response.status_code == 409:
+            raise ClaimLost(
+                f"credential {name!r} was refused: {_detail(response)}; the command goes to "
+                "another worker"
+            )
+        if response.is_error:
+            raise StoreError(
+                f"the server refused credential {name!r}: {response.status_code} "
+                f"{_detail(response)}"
+            )
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+            raise StoreError(f"the server's answer for credential {name!r} is not a credential")
+        return data
 
     # -- reports ---------------------------------------------------------------------
 

@@ -20,8 +20,10 @@ is still running then is cancelled and its note released for another worker. A s
 signal cancels at once. A refused token (``WorkerUnauthorized``) stops the worker too and
 is raised from :meth:`WorkerService.run`. Workers serve no HTTP endpoints.
 
-Credentials resolve on the worker, so the worker masks their values in every event it
-reports (``engine.runtime.redaction``); the server never sees them.
+Credentials resolve while the command runs: from the server for the command the worker
+holds (``engine.worker.credentials``) or from the worker's own sources; the worker masks
+their values in every event it reports (``engine.runtime.redaction``), and the server
+masks the values it handed out once more when it stores the events.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from engine.ports import CredentialProvider
 from engine.runtime.redaction import RedactingCredentialProvider, Redactor
 from engine.runtime.tool_runner import ToolRunner
 from engine.tools.registry import ToolRegistry
+from engine.worker.credentials import running_command
 from engine.worker.remote import Claim, HttpWorkerRemote, WorkerUnauthorized
 
 __all__ = ["WorkerService"]
@@ -272,7 +275,8 @@ class WorkerService:
                 await self._remote.report(self.redactor.events(events), tag=command_id)
 
         logger.debug("running %s (attempt %d)", command_id, claim.attempt)
-        run = asyncio.create_task(self._runner.run(claim.command, report), name=command_id)
+        with running_command(command_id):  # server credentials are asked for this command
+            run = asyncio.create_task(self._runner.run(claim.command, report), name=command_id)
         beat = asyncio.create_task(self._keep_alive(delivery, run, lost))
         try:
             await asyncio.wait({run})

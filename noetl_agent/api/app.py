@@ -18,6 +18,7 @@ from engine.adapters.credential_store import CredentialStore
 from engine.runtime.embedded import Engine
 from noetl_agent.api import (
     problems,
+    routes_analytics,
     routes_approvals,
     routes_catalog,
     routes_commands,
@@ -25,6 +26,8 @@ from noetl_agent.api import (
     routes_events,
     routes_executions,
     routes_health,
+    routes_learning,
+    routes_worker_credentials,
 )
 from noetl_agent.api.deps import CommandLeases
 from noetl_agent.api.feed import EventFeed
@@ -32,6 +35,7 @@ from noetl_agent.api.metrics import Metrics
 from noetl_agent.api.middleware import DEFAULT_MAX_BODY_BYTES, BearerAuth, BodyLimit
 from noetl_agent.api.routes_commands import DEFAULT_LEASE
 from noetl_agent.api.routes_health import Probe
+from noetl_agent.history import History
 from noetl_agent.tokens import TokenStore
 
 DESCRIPTION = """Register, run and inspect playbooks; decide workflow approvals.
@@ -51,11 +55,13 @@ def create_app(
     commands: CommandLeases | None = None,
     probes: Mapping[str, Probe] | None = None,
     lease_seconds: float = DEFAULT_LEASE,
+    history: History | None = None,
 ) -> FastAPI:
     """An ASGI app serving ``engine``, authenticating with ``tokens``, managing
     ``credentials`` (``/api/credentials`` answers 503 without) and refusing request
     bodies over ``max_bytes`` (default 1 MiB); ``commands`` and ``probes`` as above, and
-    ``lease_seconds`` the claim lease of a worker that names none."""
+    ``lease_seconds`` the claim lease of a worker that names none; ``history`` answers
+    the search routes."""
     app = FastAPI(title="noetl-agent", version="0.1.0", description=DESCRIPTION)
     app.state.engine = engine
     app.state.tokens = tokens
@@ -63,6 +69,7 @@ def create_app(
     app.state.commands = commands
     app.state.probes = dict(probes or {})
     app.state.lease_seconds = lease_seconds
+    app.state.history = history  # search over execution history (503 without)
     app.state.metrics = Metrics()
     app.state.feed = EventFeed()
     engine.subscribe(app.state.metrics)
@@ -75,6 +82,9 @@ def create_app(
         routes_commands,
         routes_health,
         routes_credentials,
+        routes_worker_credentials,
+        routes_learning,
+        routes_analytics,
     ):
         app.include_router(module.router)
     problems.install(app)

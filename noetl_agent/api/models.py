@@ -54,6 +54,12 @@ class ClaimRequest(_Body):
     )
 
 
+class WorkerRequest(_Body):
+    """Which worker asks (it must hold the claim on the command in the path)."""
+
+    worker_id: str = Field(min_length=1, max_length=200, description="Who holds the claim.")
+
+
 class EventIn(_Body):
     """An event as ``Event.to_dict()`` writes it; ``seq`` and ``event_alias`` are ignored."""
 
@@ -82,8 +88,22 @@ class EventIn(_Body):
         return value
 
     def to_event(self) -> Event:
-        data = self.model_dump(exclude={"event_alias", "seq"})
-        return Event(**data)
+        # Field by field: model_dump would deep-copy the payload, which is ours already.
+        return Event(
+            event_id=self.event_id,
+            event_type=self.event_type,
+            execution_id=self.execution_id,
+            timestamp=self.timestamp,
+            entity_type=self.entity_type,
+            entity_id=self.entity_id,
+            parent_id=self.parent_id,
+            step_run_id=self.step_run_id,
+            iteration=self.iteration,
+            attempt=self.attempt,
+            status=self.status,
+            duration_ms=self.duration_ms,
+            payload=self.payload,
+        )
 
 
 class EventBatch(_Body):

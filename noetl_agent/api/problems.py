@@ -159,7 +159,8 @@ def too_large(limit: int, instance: str) -> JSONResponse:
     return problem_response(
         PAYLOAD_TOO_LARGE,
         f"the request body is larger than the limit of {limit} bytes; send less "
-        "(split event batches, keep playbooks small)",
+        "(split event batches, keep playbooks small) or start the server with a larger "
+        "`noetl-agent server --max-body-bytes N`",
         instance,
         limit_bytes=limit,
     )

@@ -24,7 +24,8 @@ Worker = Annotated[Principal, Depends(allow("worker", "claim commands"))]
 DEFAULT_LEASE = 30.0  # seconds a claim lasts when the worker names no lease
 
 
-def _leases(commands: CommandLeases | None, command_id: str) -> CommandLeases:
+def leases(commands: CommandLeases | None, command_id: str) -> CommandLeases:
+    """The command store; ``NotFound`` on the embedded stack, which hands out nothing."""
     if commands is None:
         raise NotFound(
             f"no command '{command_id}': this server runs tools itself (embedded stack); "
@@ -48,8 +49,9 @@ async def claim(
     ``RunTool.to_dict()``) and the attempt number, 1 for the first claim.
 
     409 when another worker holds an unexpired claim or the command is done or cancelled."""
-    leases = _leases(commands, command_id)
-    won = await leases.claim(command_id, body.worker_id, _lease(request, body))
+    won = await leases(commands, command_id).claim(
+        command_id, body.worker_id, _lease(request, body)
+    )
     return {"command": won.command, "attempt": won.attempt}
 
 
@@ -59,7 +61,8 @@ async def heartbeat(
 ) -> dict[str, str]:
     """Extend the caller's claim to ``lease_seconds`` from now; 409 once it is not the
     caller's any more (stop running the command)."""
-    leases = _leases(commands, command_id)
-    expires = await leases.heartbeat(command_id, body.worker_id, _lease(request, body))
+    expires = await leases(commands, command_id).heartbeat(
+        command_id, body.worker_id, _lease(request, body)
+    )
     stamp = expires.astimezone(UTC).isoformat(timespec="milliseconds")
     return {"claim_expires_at": stamp.replace("+00:00", "Z")}

@@ -7,16 +7,19 @@ that command done, once the engine has taken the report, so it is never handed o
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from engine.core import events as ev
 from engine.core.events import Event
 from engine.runtime.embedded import Engine
 from noetl_agent.api.deps import CommandLeases, CommandsDep, EngineDep, FeedDep, MetricsDep, allow
 from noetl_agent.api.metrics import Metrics
-from noetl_agent.api.models import EventBatch, EventIn
+from noetl_agent.api.models import MAX_BATCH, EventBatch, EventIn
 from noetl_agent.api.problems import responses
 from noetl_agent.principals import Principal
 
@@ -50,9 +53,71 @@ async def report(
     return await _ingest([body], engine, metrics, commands)
 
 
-@router.post("/events/batch", responses=responses(400, 403, 404, 409, 413, 422))
+async def _batch(request: Request) -> EventBatch:
+    """The body as an ``EventBatch``, parsed and validated in one pass by pydantic's JSON
+    parser (the busiest route: FastAPI would decode the JSON into Python objects first and
+    validate those), with errors worded as FastAPI words them."""
+    raw = await request.body()
+    try:
+        return EventBatch.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    if not raw:
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing])
+    if any(error["type"] == "json_invalid" for error in errors):
+        try:
+            json.loads(raw)
+        except json.JSONDecodeError as e:
+            invalid = {
+                "type": "json_invalid",
+                "loc": ("body", e.pos),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": e.msg},
+            }
+            raise RequestValidationError([invalid], body=e.doc) from None
+    raise RequestValidationError(
+        [{**error, "loc": ("body", *error["loc"])} for error in errors], body=raw
+    )
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "title": "EventBatch",
+                    "type": "object",
+                    "required": ["events"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "events": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/EventIn"},
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/events/batch",
+    responses=responses(400, 403, 404, 409, 413, 422),
+    openapi_extra=_BATCH_BODY,
+)
 async def report_batch(
-    body: EventBatch, engine: EngineDep, metrics: MetricsDep, commands: CommandsDep, _: Worker
+    _: Worker,  # first: the role is checked before the body is read
+    body: Annotated[EventBatch, Depends(_batch)],
+    engine: EngineDep,
+    metrics: MetricsDep,
+    commands: CommandsDep,
 ) -> dict[str, int]:
     """Store a batch of worker events; 404 (storing none) if an execution is unknown."""
     return await _ingest(body.events, engine, metrics, commands)
@@ -63,7 +128,8 @@ async def _ingest(
 ) -> dict[str, int]:
     events = [item.to_event() for item in items]
     for execution_id in dict.fromkeys(event.execution_id for event in events):
-        await engine.events.get_execution(execution_id)
+        if not engine.is_live(execution_id):  # a live one is known: spare the round trip
+            await engine.events.get_execution(execution_id)
     metrics.reported(len(events))
     await engine.report(events)
     if commands is not None:

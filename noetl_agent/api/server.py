@@ -8,7 +8,11 @@ ones whose approval timed out), then uvicorn serves the app on the same event lo
 SIGINT and SIGTERM stop the server gracefully; executions still running stay ``running``
 in the log and the next start finishes them. Distributed, the outstanding commands of
 those executions are announced to the workers again, and a reaper task re-announces
-commands whose claim expired (a worker died) or that nobody claimed for a lease.
+commands whose claim expired (a worker died) or that nobody claimed for a lease, and
+fails the step of a command claimed ``max_claims`` times without a result. The
+distributed server keeps credentials in PostgreSQL, encrypted, and hands a value only to
+the worker holding a claim on a command that uses it. Both index the event log for
+search in the background after each batch of events (``noetl_agent.history``).
 """
 
 from __future__ import annotations
@@ -24,11 +28,22 @@ from pathlib import Path
 
 import uvicorn
 
+from engine.adapters.credential_store import CredentialKey, EncryptedCredentialStore
+from engine.adapters.credentials import EnvCredentialProvider
+from engine.adapters.postgres.commands import MAX_CLAIMS
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from engine.runtime.redaction import install_log_redaction, process_redactor
 from noetl_agent.api.app import create_app
 from noetl_agent.api.middleware import DEFAULT_MAX_BODY_BYTES
+from noetl_agent.config import noetl_home
+from noetl_agent.history import (
+    POSTGRES_OVERLAP,
+    History,
+    index_location,
+    local_credential_sources,
+    start_indexing,
+)
 from noetl_agent.local import local_credential_store, local_engine
 from noetl_agent.tokens import PostgresTokenStore, SqliteTokenStore
 
@@ -66,6 +81,7 @@ async def serve(
     install_log_redaction(process_redactor())
     async with local_engine(home) as engine:
         db = SqliteDatabase.open(home / "noetl.db")
+        indexing = None
         try:
             tokens = SqliteTokenStore(db)
             if not await tokens.list():
@@ -77,16 +93,26 @@ async def serve(
             recovered = await engine.recover()
             if recovered:
                 announce(f"resumed {len(recovered)} execution(s): {', '.join(recovered)}")
+            history = History(
+                engine.events,
+                engine.catalog,
+                index_location(home),
+                credentials=local_credential_sources(home),
+            )
+            indexing = start_indexing(engine, history)
             app = create_app(
                 engine,
                 tokens,
                 max_body_bytes=max_body_bytes,
                 credentials=local_credential_store(home),
+                history=history,
             )
             config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
             announce(f"serving http://{host}:{port} (OpenAPI at /docs) for {home}")
             await _Server(config).serve()
         finally:
+            if indexing is not None:
+                await indexing.aclose()
             db.close()
 
 
@@ -101,6 +127,8 @@ class Distributed:
     subject_prefix: str = "noetl.commands"
     lease: float = 30.0  # a claim's lease when the worker names none; unclaimed re-announce
     reap_interval: float = 2.0  # seconds between reaper passes
+    max_claims: int = MAX_CLAIMS  # claims of a command whose workers die before it fails
+    home: Path | None = None  # the credential key file's folder (default $NOETL_HOME)
 
 
 async def serve_distributed(
@@ -113,7 +141,10 @@ async def serve_distributed(
 ) -> None:
     """Serve the API on PostgreSQL and NATS until SIGINT or SIGTERM.
 
-    Migrates the schema first. Raises ``StoreError`` when either cannot be reached."""
+    Migrates the schema first. Raises ``StoreError`` when either cannot be reached.
+    Credentials are kept in the schema's ``credential`` table, encrypted under
+    ``NOETL_CREDENTIAL_KEY`` or else the key file ``credential.key`` of ``settings.home``
+    (``$NOETL_HOME``): every server of one database needs the same key."""
     from engine.adapters.nats.bus import NatsCommandBus
     from engine.adapters.postgres import (
         DistributedCommandQueue,
@@ -131,13 +162,19 @@ async def serve_distributed(
         )
         stack.push_async_callback(bus.aclose)
         commands = PostgresCommandStore(db)
-        queue = DistributedCommandQueue(commands, bus, renotify_after=settings.lease)
+        queue = DistributedCommandQueue(
+            commands, bus, renotify_after=settings.lease, max_claims=settings.max_claims
+        )
         stack.push_async_callback(queue.aclose)
         engine = Engine(
             db.events, db.catalog, queue=queue, lock_dir=None, redactor=process_redactor()
         )
         stack.push_async_callback(engine.aclose)
         engine.subscribe(queue.observe)
+        queue.report_to(engine.report)
+        credentials = EncryptedCredentialStore.postgres(
+            db, CredentialKey.from_environment(settings.home or noetl_home())
+        )
         tokens = PostgresTokenStore(db)
         if not await tokens.list():
             announce(
@@ -153,13 +190,26 @@ async def serve_distributed(
             )
         reaper = asyncio.create_task(queue.run_reaper(settings.reap_interval), name="reaper")
         stack.push_async_callback(_stop_task, reaper)
+        history = History(
+            db.events,
+            db.catalog,
+            index_location(settings.home),
+            credentials=[credentials, EnvCredentialProvider()],
+            source=f"postgres:{settings.schema}",
+            overlap=POSTGRES_OVERLAP,
+        )
+        indexing = start_indexing(engine, history)
+        if indexing is not None:
+            stack.push_async_callback(indexing.aclose)
         app = create_app(
             engine,
             tokens,
             max_body_bytes=max_body_bytes,
+            credentials=credentials,
             commands=commands,
             probes={"database": commands.ping, "nats": bus.ping},
             lease_seconds=settings.lease,
+            history=history,
         )
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
         announce(

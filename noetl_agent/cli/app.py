@@ -29,6 +29,7 @@ from engine.dsl.models import Playbook
 from engine.errors import Conflict, NoetlError, NotFound, PlaybookInvalid
 from engine.ports import ExecutionSummary
 from engine.runtime.embedded import Engine, ExecutionOutcome
+from noetl_agent.cli import analytics as analytics_cli
 from noetl_agent.errors import Forbidden, Unauthorized
 from noetl_agent.executions import pending_approvals, summarize
 from noetl_agent.local import local_engine
@@ -69,6 +70,7 @@ tokens_app = typer.Typer(
 app.add_typer(tokens_app, name="tokens")
 db_app = typer.Typer(help="The PostgreSQL schema of the distributed mode.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+analytics_cli.register(app)  # export, stats, analytics query
 
 
 class _LazyConsole:
@@ -160,9 +162,18 @@ def _call_remote(endpoint: tuple[str, str], work: Callable[[AsyncClient], Awaita
     return _run(go, f"interrupted; the execution goes on in the server at {endpoint[0]}")
 
 
-def _run(go: Callable[[], Coroutine[Any, Any, T]], interrupted: str) -> T:
+def _run(go: Callable[[], Coroutine[Any, Any, T]], interrupted: str, *, service: bool = False) -> T:
+    """Run ``go`` and turn errors into messages; a long-running ``service`` (the
+    distributed server, a worker) gets uvloop and a tuned garbage collector."""
+    loop_factory = None
+    if service:
+        from noetl_agent.service_tuning import event_loop_factory, tune_garbage_collector
+
+        loop_factory = event_loop_factory()
+        tune_garbage_collector()
     try:
-        return asyncio.run(go())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(go())
     except typer.Exit:
         raise
     except PlaybookInvalid as exc:
@@ -413,6 +424,12 @@ def server(
     reap_interval: float = typer.Option(
         2.0, "--reap-interval", min=0.1, help="Seconds between passes of the command reaper."
     ),
+    max_claims: int = typer.Option(
+        5,
+        "--max-claims",
+        min=1,
+        help="Claims of one command whose worker never finished before its step fails.",
+    ),
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); running executions left by a stopped process
     are picked up first. Stop it with Ctrl-C.
@@ -443,6 +460,7 @@ def server(
             subject_prefix=subject_prefix,
             lease=lease,
             reap_interval=reap_interval,
+            max_claims=max_claims,
         )
 
         async def distributed() -> None:
@@ -450,7 +468,7 @@ def server(
                 settings, host, port, max_body_bytes=max_body, announce=announce
             )
 
-        _run(distributed, "stopped")
+        _run(distributed, "stopped", service=True)
         return
     from noetl_agent.api.server import serve
     from noetl_agent.config import noetl_home
@@ -526,7 +544,7 @@ def worker(
         await run_worker(settings, announce)
 
     try:
-        _run(go, "stopped")
+        _run(go, "stopped", service=True)
     except ValueError as exc:
         raise _fail(str(exc), EXIT_INVALID) from None
 
@@ -863,8 +881,10 @@ def credentials_set(
     ),
 ) -> None:
     """Store a credential, encrypted, in $NOETL_HOME/noetl.db (key: NOETL_CREDENTIAL_KEY or
-    $NOETL_HOME/credential.key)."""
-    _principal().require("admin", "manage credentials")
+    $NOETL_HOME/credential.key); with --server, on that server (admin token)."""
+    endpoint = _endpoint()
+    if endpoint is None:
+        _principal().require("admin", "manage credentials")
     data: dict[str, Any] = {}
     if from_stdin:
         try:
@@ -883,16 +903,38 @@ def credentials_set(
         raise _fail(
             "a credential needs fields", EXIT_INVALID, "use -f FIELD=VALUE or pipe a JSON object"
         )
-    try:
-        _credential_store().set(name, kind, data)
-    except NoetlError as exc:
-        raise _fail(str(exc), EXIT_INVALID) from None
+    if endpoint is not None:
+
+        async def remote(api: AsyncClient) -> Any:
+            return await api.set_credential(name, kind, data)
+
+        _call_remote(endpoint, remote)
+    else:
+        try:
+            _credential_store().set(name, kind, data)
+        except NoetlError as exc:
+            raise _fail(str(exc), EXIT_INVALID) from None
     out.print(f"stored credential [bold]{name}[/] ({kind}, {len(data)} fields)")
 
 
 @credentials_app.command("list")
 def credentials_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List stored credentials by name and kind."""
+    endpoint = _endpoint()
+    if endpoint is not None:
+
+        async def remote(api: AsyncClient) -> list[dict[str, Any]]:
+            return await api.list_credentials()
+
+        listed = _call_remote(endpoint, remote)
+        if as_json:
+            _print_json(listed)
+            return
+        table = _table("name", "kind")
+        for entry in listed:
+            table.add_row(entry["name"], entry["kind"])
+        out.print(table)
+        return
     store = _credential_store()
     try:
         items, legacy = store.list(), store.legacy_names()
@@ -916,6 +958,15 @@ def credentials_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @credentials_app.command("delete")
 def credentials_delete(name: str = typer.Argument(...)) -> None:
     """Remove a stored credential."""
+    endpoint = _endpoint()
+    if endpoint is not None:
+
+        async def remote(api: AsyncClient) -> None:
+            await api.delete_credential(name)
+
+        _call_remote(endpoint, remote)
+        out.print(f"deleted credential {name}")
+        return
     _principal().require("admin", "manage credentials")
     try:
         deleted = _credential_store().delete(name)
@@ -1086,3 +1137,7 @@ def main() -> None:
     except Forbidden as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise SystemExit(EXIT_FAILED) from None
+
+
+# Commands kept in modules of their own register themselves on `app` when imported.
+from noetl_agent.cli import learning as _learning  # noqa: E402, F401

@@ -59,6 +59,10 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# One encoder for every payload: ``json.dumps`` with options builds a new one per call.
+_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def encode_payload(event: Event) -> str:
     """Return the event's payload as compact JSON text.
 
@@ -72,7 +76,7 @@ def encode_payload(event: Event) -> str:
             "the payload must be a dict of JSON values"
         )
     try:
-        return json.dumps(event.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _PAYLOAD_JSON.encode(event.payload)
     except (TypeError, ValueError) as e:
         raise StoreError(
             f"{where} has a payload that is not JSON ({e}); convert it to dicts, lists, "

@@ -6,6 +6,14 @@ with explicit acks, ``ack_wait`` and ``max_deliver``. A note carries ids only: t
 itself is claimed from the server, and PostgreSQL stays the source of truth. JetStream is
 only how workers learn that there is work (it may lose an acknowledged message under its
 default fsync policy; the server's reaper re-notifies what was not done).
+
+``max_deliver`` (``MAX_DELIVER``) bounds how often JetStream hands out one note (a worker
+died before acknowledging it, or released it because the server did not answer); it is
+not what stops a poison command: every re-announcement is a new note, and the server
+fails a command once it was claimed ``MAX_CLAIMS`` times (``postgres.commands``), well
+below ``MAX_DELIVER``. The consumer's ``ack_wait`` and ``max_deliver`` follow the worker
+that subscribed last: a worker whose settings differ from the durable consumer's updates
+it (and says so), so the consumer never keeps a lease that no running worker uses.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from engine.errors import StoreError
 
 logger = logging.getLogger(__name__)
 _POOL = re.compile(r"^[A-Za-z0-9_-]+$")
+RECONNECT_WAIT = 0.5  # seconds between attempts to reach NATS again
+MAX_DELIVER = 20  # deliveries of one note at most
 
 
 def check_pool(pool: str) -> str:
@@ -57,16 +67,35 @@ async def _probe(url: str) -> None:
         await writer.wait_closed()
 
 
-async def _log_error(exc: Exception) -> None:
-    logger.warning("NATS: %s", exc)
+class _ConnectionLog:
+    """The connection's callbacks: an outage is logged once when it starts (with the first
+    failed attempt) and once when it ends, not twice a second while NATS is away; the
+    failed attempts in between go to the debug log."""
 
+    def __init__(self) -> None:
+        self.down = False
+        self.failures = 0
+        self.closing = False  # set by ``NatsCommandBus.aclose``: a disconnect is expected
 
-async def _log_disconnect() -> None:
-    logger.warning("NATS: disconnected; reconnecting")
+    async def error(self, exc: Exception) -> None:
+        if not self.down:
+            logger.warning("NATS: %s", exc)
+            return
+        self.failures += 1
+        if self.failures == 1:
+            logger.warning("NATS: %s; retrying every %gs until it is back", exc, RECONNECT_WAIT)
+        else:
+            logger.debug("NATS: %s (attempt %d)", exc, self.failures)
 
+    async def disconnected(self) -> None:
+        if self.closing:
+            return
+        self.down, self.failures = True, 0
+        logger.warning("NATS: disconnected; reconnecting")
 
-async def _log_reconnect() -> None:
-    logger.info("NATS: reconnected")
+    async def reconnected(self) -> None:
+        self.down = False
+        logger.info("NATS: reconnected after %d failed attempt(s)", self.failures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +162,7 @@ class NatsCommandBus:
         stream: str = "NOETL_COMMANDS",
         subject_prefix: str = "noetl.commands",
         ack_wait: float = 30.0,
-        max_deliver: int = 20,
+        max_deliver: int = MAX_DELIVER,
     ) -> None:
         self._client = client
         self._js = client.jetstream()
@@ -141,6 +170,7 @@ class NatsCommandBus:
         self.prefix = subject_prefix
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
+        self._log: _ConnectionLog | None = None
 
     @classmethod
     async def connect(cls, url: str, **options: Any) -> NatsCommandBus:
@@ -149,16 +179,18 @@ class NatsCommandBus:
         Once connected the client reconnects for ever, so a restarted NATS server is
         picked up again without restarting the process."""
         await _probe(url)
+        log = _ConnectionLog()
         client = await nats.connect(
             url,
             connect_timeout=5,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=_log_error,
-            disconnected_cb=_log_disconnect,
-            reconnected_cb=_log_reconnect,
+            reconnect_time_wait=RECONNECT_WAIT,
+            error_cb=log.error,
+            disconnected_cb=log.disconnected,
+            reconnected_cb=log.reconnected,
         )
         bus = cls(client, **options)
+        bus._log = log
         await bus.ensure_stream()
         return bus
 
@@ -202,7 +234,33 @@ class NatsCommandBus:
         subscription = await self._js.pull_subscribe(
             self.subject(pool), durable=durable, stream=self.stream, config=config
         )
+        await self._reconcile(durable, config)
         return PoolSubscription(subscription)
+
+    async def _reconcile(self, durable: str, config: ConsumerConfig) -> None:
+        """Bring an existing durable consumer's ``ack_wait`` and ``max_deliver`` to this
+        worker's (JetStream keeps the first creator's otherwise)."""
+        try:
+            info = await self._js.consumer_info(self.stream, durable)
+        except NatsError as exc:
+            logger.warning("could not read consumer %s: %s", durable, exc)
+            return
+        current = info.config
+        if current.ack_wait == config.ack_wait and current.max_deliver == config.max_deliver:
+            return
+        logger.warning(
+            "consumer %s had ack_wait %ss and max_deliver %s; now %ss and %s (from this worker)",
+            durable,
+            current.ack_wait,
+            current.max_deliver,
+            config.ack_wait,
+            config.max_deliver,
+        )
+        current.ack_wait, current.max_deliver = config.ack_wait, config.max_deliver
+        try:
+            await self._js.add_consumer(self.stream, config=current)
+        except NatsError as exc:
+            logger.warning("could not update consumer %s: %s", durable, exc)
 
     async def ping(self, timeout: float = 5.0) -> None:
         """Raise ``StoreError`` unless NATS is connected and the stream answers."""
@@ -228,5 +286,7 @@ class NatsCommandBus:
     async def aclose(self) -> None:
         # Every publish was acknowledged already, so closing loses nothing; draining would
         # wait for pull requests that only time out.
+        if self._log is not None:
+            self._log.closing = True
         if not self._client.is_closed:
             await self._client.close()

@@ -12,6 +12,8 @@ here, and at most one worker holds an unexpired claim at a time.
                 claimant is the same worker; ``heartbeat`` moves the expiry on
     done        ``complete``: its final ``tool.processed`` was reported (also when the
                 command had been cancelled: the result arrived all the same)
+    failed      ``abandon``: claimed ``MAX_CLAIMS`` times, and each claim expired with
+                no result (a poison command: its workers keep dying on it)
     cancelled   ``cancel_execution`` / ``cancel_finished``: the execution was cancelled
                 or ended first
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from engine.adapters.postgres.stores import PostgresDatabase
 
 MAX_LEASE = 600.0  # seconds a single claim or heartbeat may reserve a command for
+MAX_CLAIMS = 5  # claims of one command whose worker never finished before it is failed
 ACTIVE = ("queued", "claimed")
 FINISHED_EXECUTION = ("completed", "failed", "cancelled")
 
@@ -67,6 +70,10 @@ SET claim_expires_at = now() + make_interval(secs => $3), updated_at = now()
 WHERE command_id = $1 AND status = 'claimed' AND claimed_by = $2
 RETURNING claim_expires_at
 """
+_HELD = """
+SELECT body::text AS body FROM {s}.command
+WHERE command_id = $1 AND status = 'claimed' AND claimed_by = $2 AND claim_expires_at > now()
+"""
 _STATE = """
 SELECT status, claimed_by, claim_expires_at, claim_expires_at < now() AS expired
 FROM {s}.command WHERE command_id = $1
@@ -74,7 +81,7 @@ FROM {s}.command WHERE command_id = $1
 _COMPLETE = """
 UPDATE {s}.command
 SET status = 'done', claim_expires_at = NULL, updated_at = now()
-WHERE command_id = ANY($1::text[]) AND status <> 'done'
+WHERE command_id = ANY($1::text[]) AND status NOT IN ('done', 'failed')
 """
 _CANCEL_EXECUTION = """
 UPDATE {s}.command
@@ -93,7 +100,7 @@ WHERE c.status IN ('queued', 'claimed')
 _DUE = """
 WITH due AS (
     SELECT command_id FROM {s}.command
-    WHERE (status = 'claimed' AND claim_expires_at < now())
+    WHERE (status = 'claimed' AND claim_expires_at < now() AND attempts < $3)
        OR (status = 'queued' AND updated_at < now() - make_interval(secs => $1))
     ORDER BY updated_at
     LIMIT $2
@@ -104,6 +111,21 @@ SET status = 'queued', claimed_by = NULL, claim_expires_at = NULL, updated_at = 
 FROM due
 WHERE c.command_id = due.command_id
 RETURNING c.command_id, c.execution_id, c.pool, c.attempts
+"""
+# Claimed max_claims times and expired again: its workers keep dying on it.
+_ABANDON = """
+WITH dead AS (
+    SELECT command_id FROM {s}.command
+    WHERE status = 'claimed' AND claim_expires_at < now() AND attempts >= $1
+    ORDER BY updated_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.command AS c
+SET status = 'failed', claim_expires_at = NULL, updated_at = now()
+FROM dead
+WHERE c.command_id = dead.command_id
+RETURNING c.command_id, c.body::text AS body, c.attempts, c.claimed_by
 """
 _QUEUED_OF = """
 SELECT command_id, execution_id, pool, attempts FROM {s}.command
@@ -130,6 +152,15 @@ class DueCommand(NamedTuple):
     execution_id: str
     pool: str
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A command failed because every worker that claimed it died (or hung) with it."""
+
+    command: RunTool
+    claims: int
+    last_worker: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +203,12 @@ class PostgresCommandStore:
         self._claim = db.sql(_CLAIM)
         self._heartbeat = db.sql(_HEARTBEAT)
         self._state = db.sql(_STATE)
+        self._held = db.sql(_HELD)
         self._complete = db.sql(_COMPLETE)
         self._cancel_execution = db.sql(_CANCEL_EXECUTION)
         self._cancel_finished = db.sql(_CANCEL_FINISHED)
         self._due = db.sql(_DUE)
+        self._abandon = db.sql(_ABANDON)
         self._queued_of = db.sql(_QUEUED_OF)
         self._counts = db.sql(_COUNTS)
         self._ping = db.sql(_PING)
@@ -220,6 +253,19 @@ class PostgresCommandStore:
         result: datetime = expires
         return result
 
+    async def held(self, command_id: str, worker_id: str) -> dict[str, Any]:
+        """The command (as ``RunTool.to_dict()``) while ``worker_id`` holds an unexpired
+        claim on it: what a worker may ask about the command it runs.
+
+        Raises ``NotFound`` for an unknown id and ``Conflict`` when the claim is not
+        ``worker_id``'s or has expired (or the command ended)."""
+        async with self._db.connection("read a claimed command") as conn:
+            body = await conn.fetchval(self._held, command_id, worker_id)
+            if body is None:
+                raise await self._refusal(conn, command_id, worker_id, "use")
+        held: dict[str, Any] = json.loads(body)
+        return held
+
     async def complete(self, *command_ids: str) -> int:
         """Mark commands done (their final result was reported); return how many changed."""
         if not command_ids:
@@ -238,18 +284,40 @@ class PostgresCommandStore:
         async with self._db.connection("cancel commands of ended executions") as conn:
             return _count(await conn.execute(self._cancel_finished))
 
-    async def due_for_notice(self, stale_after: float, limit: int = 500) -> list[DueCommand]:
+    async def due_for_notice(
+        self, stale_after: float, limit: int = 500, *, max_claims: int = MAX_CLAIMS
+    ) -> list[DueCommand]:
         """Commands whose note must go out again, oldest first, at most ``limit``.
 
-        A claim whose lease expired goes back to queued (its worker is presumed dead); a
-        queued command nobody claimed for ``stale_after`` seconds (its note may be lost)
-        stays queued. Both get ``updated_at`` bumped, so each is returned once per
+        A claim whose lease expired goes back to queued (its worker is presumed dead)
+        unless it was claimed ``max_claims`` times already (see :meth:`abandon`); a queued
+        command nobody claimed for ``stale_after`` seconds (its note may be lost) stays
+        queued. Both get ``updated_at`` bumped, so each is returned once per
         ``stale_after``."""
         if limit <= 0:
             return []
         async with self._db.connection("find commands to announce") as conn:
-            rows = await conn.fetch(self._due, float(stale_after), limit)
+            rows = await conn.fetch(self._due, float(stale_after), limit, max_claims)
         return [_due(row) for row in rows]
+
+    async def abandon(self, max_claims: int = MAX_CLAIMS, limit: int = 500) -> list[Abandoned]:
+        """Fail the commands claimed ``max_claims`` times whose last claim expired too:
+        status ``failed``, never handed out again (a late claim, heartbeat or result of
+        the last worker is refused or ignored). Returns them, oldest first."""
+        if max_claims < 1:
+            raise ValueError(f"max_claims must be at least 1, got {max_claims}")
+        if limit <= 0:
+            return []
+        async with self._db.connection("fail abandoned commands") as conn:
+            rows = await conn.fetch(self._abandon, max_claims, limit)
+        return [
+            Abandoned(
+                RunTool.from_dict(json.loads(row["body"])),
+                int(row["attempts"]),
+                str(row["claimed_by"] or "-"),
+            )
+            for row in rows
+        ]
 
     async def queued(self, execution_ids: Iterable[str]) -> list[DueCommand]:
         """The queued commands of these executions, oldest first."""
@@ -282,7 +350,7 @@ class PostgresCommandStore:
             )
         status = row["status"]
         claiming = verb == "claim"
-        if status in ("done", "cancelled"):
+        if status in ("done", "cancelled", "failed"):
             todo = "drop its note" if claiming else "stop running it"
             return Conflict(f"command '{command_id}' is {status}; {todo}")
         if status == "claimed" and row["claimed_by"] != worker_id:
@@ -294,6 +362,11 @@ class PostgresCommandStore:
             return Conflict(
                 f"command '{command_id}' is claimed by worker '{row['claimed_by']}' until "
                 f"{iso(row['claim_expires_at'])}; {todo}"
+            )
+        if status == "claimed" and row["expired"]:
+            return Conflict(
+                f"the claim of worker '{worker_id}' on command '{command_id}' expired at "
+                f"{iso(row['claim_expires_at'])}; it is handed out again: stop running it"
             )
         return Conflict(
             f"worker '{worker_id}' cannot {verb} command '{command_id}': it is {status} and "

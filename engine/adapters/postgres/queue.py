@@ -16,6 +16,12 @@ while a lost note of a never-claimed command is made up for within about two min
 (a note still waiting in the stream is not doubled). The reaper also cancels what is
 left of executions that have ended. After a restart, ``renotify`` announces the queued
 commands of the executions the engine recovered.
+
+A poison command (one whose workers keep dying or hanging on it) is not re-issued for
+ever: once it was claimed ``max_claims`` times and the last claim expired too, the reaper
+fails it (see ``PostgresCommandStore.abandon``) and reports a final ``tool.processed``
+error for its step through ``report_to`` (the engine's ``report``), so the step fails
+with a message that says so and the execution's error handling takes over.
 """
 
 from __future__ import annotations
@@ -23,16 +29,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 
 from engine.adapters.nats.bus import CommandNote, NatsCommandBus
-from engine.adapters.postgres.commands import DueCommand, PostgresCommandStore, global_command_id
+from engine.adapters.postgres.commands import (
+    MAX_CLAIMS,
+    Abandoned,
+    DueCommand,
+    PostgresCommandStore,
+    global_command_id,
+)
 from engine.core import events as ev
 from engine.core.commands import RunTool
 from engine.core.events import Event
 from engine.errors import StoreError
 
 logger = logging.getLogger(__name__)
+Report = Callable[[list[Event]], Awaitable[None]]
 DEFAULT_RENOTIFY_AFTER = 30.0  # seconds a queued command waits for a claim before a new note
 DEFAULT_REAP_INTERVAL = 2.0  # seconds between reaper passes
 REAP_BATCH = 500  # commands re-announced per pass at most
@@ -52,9 +66,14 @@ class DistributedCommandQueue:
         renotify_after: float = DEFAULT_RENOTIFY_AFTER,
         reap_batch: int = REAP_BATCH,
         put_budget: float = PUT_BUDGET,
+        max_claims: int = MAX_CLAIMS,
     ) -> None:
         if renotify_after <= 0:
             raise ValueError(f"renotify_after must be more than 0 s, got {renotify_after}")
+        if max_claims < 1:
+            raise ValueError(f"max_claims must be at least 1, got {max_claims}")
+        self.max_claims = max_claims
+        self._report: Report | None = None
         self.store = store
         self.bus = bus
         self.renotify_after = renotify_after
@@ -94,10 +113,18 @@ class DistributedCommandQueue:
             await self._announce(item)
         return len(due)
 
+    def report_to(self, report: Report) -> None:
+        """Where the reaper reports the failure of a poison command (``Engine.report``)."""
+        self._report = report
+
     async def reap(self) -> int:
         """One reaper pass; return how many commands were announced again."""
         await self.store.cancel_finished()
-        due = await self.store.due_for_notice(self.renotify_after, self.reap_batch)
+        for dead in await self.store.abandon(self.max_claims, self.reap_batch):
+            await self._fail(dead)
+        due = await self.store.due_for_notice(
+            self.renotify_after, self.reap_batch, max_claims=self.max_claims
+        )
         for item in due:
             await self._announce(item)
         if due:
@@ -170,3 +197,47 @@ class DistributedCommandQueue:
             await self.store.cancel_execution(execution_id)
         except StoreError as exc:  # the reaper cancels them on a later pass
             logger.warning("could not cancel the commands of %s: %s", execution_id, exc)
+
+    async def _fail(self, dead: Abandoned) -> None:
+        command = dead.command
+        message = (
+            f"the command was claimed {dead.claims} times and its worker never finished "
+            f"(the last was '{dead.last_worker}'); it is not handed out again. Check the "
+            "workers' logs for what kills them on this step (memory, a crash, a hang "
+            "longer than the lease), or start the server with a larger --max-claims"
+        )
+        logger.error("step `%s` of execution %s: %s", command.step, command.execution_id, message)
+        tool = command.tools[-1] if command.tools else {}
+        name = str(tool.get("name") or tool.get("kind") or command.kind)
+        payload: dict[str, object] = {
+            "output": None,
+            "error": {"kind": "timeout", "code": "claims_exhausted", "message": message},
+            "action": "fail",
+            "rule": None,
+            "attempts": dead.claims,
+            "tool": name,
+            "kind": tool.get("kind"),
+        }
+        if len(command.tools) > 1:
+            payload["pipeline_index"] = len(command.tools) - 1
+        event = Event(
+            event_id=f"{command.execution_id}:{command.command_id}:abandoned",
+            event_type=ev.TOOL_PROCESSED,
+            execution_id=command.execution_id,
+            timestamp=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            entity_type="tool",
+            entity_id=f"{command.step}.{name}",
+            parent_id=f"step:{command.step_run_id}",
+            step_run_id=command.step_run_id,
+            iteration=command.iteration,
+            attempt=dead.claims,
+            status=ev.STATUS_ERROR,
+            payload=payload,
+        )
+        if self._report is None:
+            logger.error("no engine to report the failure of %s to", global_command_id(command))
+            return
+        try:
+            await self._report([event])
+        except Exception:  # the reaper must outlive any one failure; the log says why
+            logger.exception("could not fail command %s", global_command_id(command))

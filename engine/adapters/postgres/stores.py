@@ -8,14 +8,19 @@ Appending follows the SQLite adapter's rules (the lifecycle projection, payload 
 and ``NotFound`` messages are the shared ones of ``engine.adapters.memory.stores``) with
 what a server shared by many writers needs:
 
-- One transaction per batch, in three round trips when the batch holds no lifecycle
-  event: ``BEGIN`` together with a transaction-level advisory lock per execution of the
-  batch (taken in a fixed order, so two writers never deadlock); one statement that skips
-  the events already stored, numbers the others after the execution's highest ``seq``
-  and inserts them; ``COMMIT``. Holding the lock, no other writer can number events of
-  those executions, so ``seq`` is gap-free and unique (the unique indexes back this up),
-  and the statement runs under read committed, so it sees every event committed before.
-- Each new lifecycle event updates the ``execution`` row in the same transaction.
+- One statement stores a batch: it skips the events already stored, numbers the others
+  after the execution's highest ``seq`` and inserts them. A batch without lifecycle
+  events is sent alone, one round trip in its own transaction: the unique indexes on
+  ``(execution_id, seq)`` and ``(execution_id, event_id)`` refuse it, storing nothing, if
+  another writer numbered events of the same execution since the statement began, and
+  then the batch takes the careful way below. So ``seq`` stays gap-free and unique.
+- The careful way, and every batch with a lifecycle event: one transaction, ``BEGIN``
+  together with a transaction-level advisory lock per execution of the batch (taken in
+  a fixed order, so two writers never deadlock), the statement, then each new lifecycle
+  event updates the ``execution`` row, ``COMMIT``. Holding the lock, no other writer can
+  number events of those executions, and the statement runs under read committed, so it
+  sees every event committed before. The statement takes the same locks before it
+  inserts, also when sent alone, so it never slips into such a transaction.
 - Registering a catalog version likewise holds a lock on its path, so two servers
   registering one path at once get versions n and n + 1, or the same version when the
   content is the same.
@@ -31,7 +36,11 @@ kept exactly as given, and also as ``timestamptz`` when they parse as ISO 8601.
 
 Connections go back to the pool without the usual session reset: the stores keep no
 session state (``SET LOCAL`` and transaction-level locks only); an open transaction is
-still rolled back. Errors of asyncpg and of the network become ``StoreError`` here.
+still rolled back. They are opened with ``plan_cache_mode = force_custom_plan``: a
+prepared statement is planned for its arguments and the tables as they are each time it
+runs, never from a generic plan cached while the log was small (such a plan made appends
+slower with every batch as the log grew). Errors of asyncpg and of the network become
+``StoreError`` here.
 """
 
 from __future__ import annotations
@@ -67,18 +76,28 @@ DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open one connection
 DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds for one statement, including waiting for a lock
 _ACQUIRE_TIMEOUT = 30.0  # seconds to wait for a free pooled connection
 _CLOSE_TIMEOUT = 10.0  # seconds for in-flight work before the pool is terminated
+_LOCKED_ATTEMPTS = 5  # tries of a locked append that lost a race to unlocked ones
+# What an append that raced another writer of the same execution fails with.
+_RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 
 _EVENT_COLUMNS = (
     "id, execution_id, seq, event_id, event_type, timestamp_text, entity_type, entity_id,"
     " parent_id, step_run_id, iteration, attempt, status, duration_ms, payload::text AS payload"
 )
 # $1..$14 are parallel arrays, one element per event, first occurrence of each
-# (execution_id, event_id) of the batch only. One row comes back per element, in order:
-# ``stored_id`` (the global id) of an event stored before, else the ``seq`` given now.
+# (execution_id, event_id) of the batch only; $15 the advisory lock keys of the batch's
+# executions in ascending order, taken before anything is inserted (an uncorrelated
+# subquery of the INSERT is evaluated before its first row), so a statement sent alone
+# never inserts while a locked transaction of the same execution is open. One row comes
+# back per element, in order: ``stored_id`` (the global id) of an event stored before,
+# else the ``seq`` given now.
 # The log is only probed through scalar subqueries on unique keys, never joined: joined,
 # a cached generic plan may hash the whole log, and appends slow down as it grows.
 _APPEND = """
-WITH batch AS MATERIALIZED (
+WITH locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(k) FROM unnest($15::bigint[]) AS k
+),
+batch AS MATERIALIZED (
     SELECT b.*,
         (SELECT e.id FROM {s}.event AS e
          WHERE e.execution_id = b.execution_id AND e.event_id = b.event_id) AS stored_id
@@ -112,7 +131,7 @@ inserted AS (
     SELECT execution_id, seq, event_id, event_type, ts, ts_text, entity_type, entity_id,
         parent_id, step_run_id, iteration, attempt, status, duration_ms, payload::jsonb
     FROM numbered
-    WHERE stored_id IS NULL
+    WHERE stored_id IS NULL AND (SELECT count(*) FROM locked) >= 0
     ORDER BY pos
 )
 SELECT stored_id, seq FROM numbered ORDER BY pos
@@ -211,6 +230,7 @@ class PostgresDatabase:
                 command_timeout=command_timeout,
                 timeout=connect_timeout,
                 reset=_keep_session,
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         except ValueError as e:  # a malformed DSN or option (asyncpg's are ValueErrors too)
             raise StoreError(
@@ -357,7 +377,7 @@ class PostgresEventStore:
         self._get_sql = db.sql(_GET_EXECUTION)
 
     async def append(self, events: Sequence[Event]) -> list[Event]:
-        """Store ``events`` in order in one transaction; see ``EventStore.append``.
+        """Store ``events`` in order, all or none; see ``EventStore.append``.
 
         Raises ``StoreError`` (storing nothing) when a payload is not JSON or the
         database fails.
@@ -370,22 +390,57 @@ class PostgresEventStore:
         unique: dict[tuple[str, str], tuple[Event, str]] = {}
         for event, payload in zip(events, payloads, strict=True):
             unique.setdefault((event.execution_id, event.event_id), (event, payload))
-        lock_keys = {advisory_key(self._db.schema, "event", key[0]) for key in unique}
+        executions = {key[0] for key in unique}
+        lock_keys = sorted({advisory_key(self._db.schema, "event", name) for name in executions})
+        columns = [*_columns(list(unique.values())), lock_keys]
         resolved: dict[tuple[str, str], Event] = {}
-        async with self._db.transaction("append", lock_keys) as conn:
-            rows = await conn.fetch(self._append_sql, *_columns(list(unique.values())))
-            stored_ids: list[int] = []
-            for (key, (event, _)), row in zip(unique.items(), rows, strict=True):
-                if row["stored_id"] is not None:
-                    stored_ids.append(row["stored_id"])
-                    continue
-                resolved[key] = new = event.with_seq(row["seq"])
-                if new.event_type in LIFECYCLE_EVENT_TYPES:
-                    await self._project(conn, new)
-            if stored_ids:
-                for row in await conn.fetch(self._read_stored_sql, stored_ids):
-                    resolved[(row["execution_id"], row["event_id"])] = _row_to_event(row)
-        return [resolved[(event.execution_id, event.event_id)] for event in events]
+        if not any(event.event_type in LIFECYCLE_EVENT_TYPES for event, _ in unique.values()):
+            async with self._db.connection("append") as conn:
+                try:
+                    rows = await conn.fetch(self._append_sql, *columns)
+                except _RACES:
+                    pass  # another writer numbered events of these executions just now
+                else:
+                    await self._resolve(conn, unique, rows, resolved)
+                    return [resolved[(event.execution_id, event.event_id)] for event in events]
+        for attempt in range(1, _LOCKED_ATTEMPTS + 1):
+            try:
+                async with self._db.transaction("append", lock_keys) as conn:
+                    rows = await conn.fetch(self._append_sql, *columns)
+                    for new in await self._resolve(conn, unique, rows, resolved):
+                        if new.event_type in LIFECYCLE_EVENT_TYPES:
+                            await self._project(conn, new)
+            except StoreError as exc:
+                # Not expected (every insert holds the locks), but a lost race is worth
+                # another try rather than an error.
+                if attempt == _LOCKED_ATTEMPTS or not isinstance(exc.__cause__, _RACES):
+                    raise
+                resolved.clear()
+                continue
+            return [resolved[(event.execution_id, event.event_id)] for event in events]
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
+    async def _resolve(
+        self,
+        conn: Any,
+        unique: dict[tuple[str, str], tuple[Event, str]],
+        rows: Sequence[Any],
+        resolved: dict[tuple[str, str], Event],
+    ) -> list[Event]:
+        """Fill ``resolved`` from the rows of ``_APPEND`` (reading the events stored
+        before); return the events stored now, in order."""
+        fresh: list[Event] = []
+        stored_ids: list[int] = []
+        for (key, (event, _)), row in zip(unique.items(), rows, strict=True):
+            if row["stored_id"] is not None:
+                stored_ids.append(row["stored_id"])
+                continue
+            resolved[key] = new = event.with_seq(row["seq"])
+            fresh.append(new)
+        if stored_ids:
+            for row in await conn.fetch(self._read_stored_sql, stored_ids):
+                resolved[(row["execution_id"], row["event_id"])] = _row_to_event(row)
+        return fresh
 
     async def _project(self, conn: Any, event: Event) -> None:
         """Apply a lifecycle event to the ``execution`` table (inside the append)."""

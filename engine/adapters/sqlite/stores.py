@@ -330,6 +330,11 @@ class SqliteEventStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
 
+    @property
+    def path(self) -> str:
+        """The SQLite file the events are in."""
+        return self._db.path
+
     async def append(self, events: Sequence[Event]) -> list[Event]:
         """Store ``events`` in order in one transaction; see ``EventStore.append``.
 

@@ -13,6 +13,7 @@ import pytest
 from engine.core.commands import RunTool
 from engine.core.events import Event
 from engine.worker.remote import (
+    BATCH_SIZE,
     Backoff,
     HttpWorkerRemote,
     ServerUnreachable,
@@ -119,11 +120,12 @@ async def test_reports_go_out_in_batches_in_order(
         await remote.report([_event(n)])
     await server.wait_for(lambda: len(server.events) == 5)
     assert len(server.batches) == 1
-    await remote.report([_event(n) for n in range(5, 255)])
+    total = 5 + 2 * BATCH_SIZE + BATCH_SIZE // 2
+    await remote.report([_event(n) for n in range(5, total)])
     await remote.flush()
-    assert [len(batch) for batch in server.batches] == [5, 100, 100, 50]
+    assert [len(batch) for batch in server.batches] == [5, BATCH_SIZE, BATCH_SIZE, BATCH_SIZE // 2]
     sent = [event["event_id"] for batch in server.batches for event in batch]
-    assert sent == [f"e1:s#1:{n}" for n in range(255)]
+    assert sent == [f"e1:s#1:{n}" for n in range(total)]
     assert remote.buffered == 0
 
 

@@ -1,0 +1,1 @@
+"""Retrieval quality of execution-history search, against a keyword (BM25) baseline."""

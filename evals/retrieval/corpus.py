@@ -1,0 +1,383 @@
+"""The labelled corpus: families of failures that mean the same thing, worded differently.
+
+Each family is one cause (the database refuses connections, a file is missing, ...). Each
+of its variants is a separate playbook, with its own path, step name and description,
+whose python step fails the way a different library or service reports that cause:
+where the failure can be produced on any machine it really happens (a connection to a
+closed port, a missing file, a missing key, a bad number, a division by zero); where it
+needs an outside service (an API rejecting a token, a full disk) the step raises the
+error that service would return. Queries are how a person would describe each cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    path: str
+    step: str
+    description: str
+    body: str  # the body of ``def main():``, four spaces in
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    variants: list[Variant]
+    queries: list[str] = field(default_factory=list)
+
+
+def _raise(kind: str, message: str) -> str:
+    return f"    raise {kind}({message!r})"
+
+
+def _custom(kind: str, message: str) -> str:
+    return f"    class {kind}(Exception):\n        pass\n    raise {kind}({message!r})"
+
+
+FAMILIES = [
+    Family(
+        "database_refused",
+        [
+            Variant(
+                "etl/load_orders",
+                "load",
+                "Load yesterday's orders into the warehouse",
+                "    import socket\n    socket.create_connection(('127.0.0.1', 1), timeout=5)",
+            ),
+            Variant(
+                "etl/sync_customers",
+                "copy_table",
+                "Copy the customer table to the reporting replica",
+                _custom(
+                    "OperationalError",
+                    'connection to server at "10.0.0.5", port 5432 failed: Is the server '
+                    "running on that host and accepting TCP/IP connections?",
+                ),
+            ),
+            Variant(
+                "finance/ledger_export",
+                "extract",
+                "Export the general ledger for the month",
+                _raise(
+                    "ConnectionError",
+                    "ECONNREFUSED: the warehouse at db.internal:5432 is not accepting connections",
+                ),
+            ),
+        ],
+        ["cannot reach the database", "postgres is not accepting connections"],
+    ),
+    Family(
+        "missing_file",
+        [
+            Variant(
+                "files/import_sales",
+                "read_csv",
+                "Import the daily sales CSV export",
+                "    open('/data/incoming/sales_2026-11-30.csv').read()",
+            ),
+            Variant(
+                "files/ingest_exports",
+                "list_inputs",
+                "Ingest the partner exports from object storage",
+                _raise("IOError", "input path s3://bucket/exports/2026-11-30/ does not exist"),
+            ),
+            Variant(
+                "ml/train_churn",
+                "load_features",
+                "Train the churn model on the latest features",
+                _raise(
+                    "RuntimeError",
+                    "source file features.parquet was not found in the landing folder",
+                ),
+            ),
+        ],
+        ["the input file is missing", "no such file for the daily export"],
+    ),
+    Family(
+        "missing_field",
+        [
+            Variant(
+                "api/enrich_users",
+                "enrich",
+                "Enrich user records with CRM attributes",
+                "    record = {'id': 1, 'name': 'Ann'}\n    return record['customer_id']",
+            ),
+            Variant(
+                "etl/orders_to_lake",
+                "validate",
+                "Validate and land orders in the data lake",
+                _raise("ValueError", "record is missing required field 'order_id'"),
+            ),
+            Variant(
+                "crm/merge_contacts",
+                "merge",
+                "Merge duplicate contacts in the CRM",
+                _raise("LookupError", "column email not present in the input row"),
+            ),
+        ],
+        ["a required field is absent from the record", "missing key in the data"],
+    ),
+    Family(
+        "bad_number",
+        [
+            Variant(
+                "finance/parse_invoices",
+                "parse",
+                "Parse invoice amounts from the supplier feed",
+                "    return int('12 EUR')",
+            ),
+            Variant(
+                "reports/kpi_rollup",
+                "cast",
+                "Roll up the weekly KPIs",
+                "    return float('N/A')",
+            ),
+            Variant(
+                "retail/price_update",
+                "normalise",
+                "Normalise shop prices before publishing",
+                _raise("TypeError", "expected a numeric amount but got the text 'twelve'"),
+            ),
+        ],
+        ["bad number format in the input", "text where a number was expected"],
+    ),
+    Family(
+        "division_by_zero",
+        [
+            Variant(
+                "reports/margins",
+                "compute",
+                "Compute product margins per region",
+                "    revenue, units = 120.0, 0\n    return revenue / units",
+            ),
+            Variant(
+                "reports/averages",
+                "average",
+                "Average basket size per store",
+                "    baskets = []\n    return sum(baskets) // len(baskets)",
+            ),
+            Variant(
+                "ml/normalise_scores",
+                "scale",
+                "Scale model scores to the unit interval",
+                _raise(
+                    "ArithmeticError",
+                    "cannot compute the ratio for an empty group: the denominator is 0",
+                ),
+            ),
+        ],
+        ["divided by zero", "an empty group made the average fail"],
+    ),
+    Family(
+        "permission_denied",
+        [
+            Variant(
+                "reports/write_pdf",
+                "save",
+                "Render the monthly report as PDF",
+                _raise("PermissionError", "[Errno 13] Permission denied: '/var/reports/out.pdf'"),
+            ),
+            Variant(
+                "files/publish_exports",
+                "publish",
+                "Publish the exports to the shared mount",
+                _raise("OSError", "[Errno 30] Read-only file system: '/mnt/export/report.csv'"),
+            ),
+            Variant(
+                "finance/archive",
+                "archive",
+                "Archive closed periods to the finance share",
+                _raise(
+                    "RuntimeError",
+                    "access denied when writing to the shared folder //fs01/finance",
+                ),
+            ),
+        ],
+        ["not allowed to write the output file", "permission problem on the export folder"],
+    ),
+    Family(
+        "auth_rejected",
+        [
+            Variant(
+                "api/fetch_invoices",
+                "fetch",
+                "Fetch invoices from the billing API",
+                _custom("HTTPError", "401 Client Error: Unauthorized for url: /v2/invoices"),
+            ),
+            Variant(
+                "api/sync_tickets",
+                "pull",
+                "Pull support tickets from the helpdesk",
+                _custom("HTTPError", "403 Forbidden: the access token has expired"),
+            ),
+            Variant(
+                "crm/export_leads",
+                "login",
+                "Export new leads from the CRM",
+                _raise(
+                    "RuntimeError",
+                    "authentication failed: the credentials for the CRM were rejected",
+                ),
+            ),
+        ],
+        ["login to the API failed", "expired or invalid token"],
+    ),
+    Family(
+        "rate_limited",
+        [
+            Variant(
+                "api/geocode",
+                "geocode",
+                "Geocode new customer addresses",
+                _custom("HTTPError", "429 Too Many Requests"),
+            ),
+            Variant(
+                "marketing/send_emails",
+                "send",
+                "Send the campaign emails",
+                _raise("RuntimeError", "rate limit exceeded: retry after 60 seconds"),
+            ),
+            Variant(
+                "api/translate",
+                "translate",
+                "Translate product descriptions",
+                _custom("QuotaExceeded", "daily API quota exhausted for project catalog-sync"),
+            ),
+        ],
+        ["too many requests to the API", "hit the API quota"],
+    ),
+    Family(
+        "timed_out",
+        [
+            Variant(
+                "api/weather",
+                "download",
+                "Download the weather forecast",
+                _raise("TimeoutError", "read timed out after 30 seconds"),
+            ),
+            Variant(
+                "ml/score_batch",
+                "predict",
+                "Score the batch with the model service",
+                _custom(
+                    "DeadlineExceeded",
+                    "deadline exceeded while waiting for the upstream response",
+                ),
+            ),
+            Variant(
+                "reports/big_query",
+                "query",
+                "Run the yearly aggregate query",
+                _custom(
+                    "QueryCanceled",
+                    "canceling statement due to statement timeout (300 s)",
+                ),
+            ),
+        ],
+        ["the call took too long and timed out", "request exceeded its time limit"],
+    ),
+    Family(
+        "disk_full",
+        [
+            Variant(
+                "files/unpack",
+                "unzip",
+                "Unpack the vendor archive",
+                _raise("OSError", "[Errno 28] No space left on device"),
+            ),
+            Variant(
+                "etl/stage_events",
+                "stage",
+                "Stage raw events before loading",
+                _raise("OSError", "disk quota exceeded for user etl"),
+            ),
+            Variant(
+                "ml/cache_embeddings",
+                "cache",
+                "Cache embeddings for the recommender",
+                _raise(
+                    "RuntimeError",
+                    "cannot write the temporary file: the volume /tmp is full",
+                ),
+            ),
+        ],
+        ["the disk is full", "ran out of storage space"],
+    ),
+    Family(
+        "out_of_memory",
+        [
+            Variant(
+                "ml/train_big",
+                "fit",
+                "Fit the large similarity matrix",
+                _raise(
+                    "MemoryError",
+                    "Unable to allocate 12.0 GiB for an array with shape (40000, 40000)",
+                ),
+            ),
+            Variant(
+                "etl/join_events",
+                "join",
+                "Join click events with sessions",
+                _raise("RuntimeError", "the worker was killed by the OOM killer"),
+            ),
+            Variant(
+                "reports/spark_rollup",
+                "rollup",
+                "Roll up sales in the cluster job",
+                _custom("JavaError", "java.lang.OutOfMemoryError: Java heap space"),
+            ),
+        ],
+        ["ran out of memory", "process killed for using too much RAM"],
+    ),
+    Family(
+        "dns_failure",
+        [
+            Variant(
+                "api/partner_feed",
+                "connect",
+                "Read the partner product feed",
+                _custom("gaierror", "[Errno -2] Name or service not known"),
+            ),
+            Variant(
+                "api/shipping_rates",
+                "rates",
+                "Fetch shipping rates from the carrier",
+                _raise("RuntimeError", "getaddrinfo ENOTFOUND api.carrier.example"),
+            ),
+            Variant(
+                "files/vendor_sftp",
+                "sftp",
+                "Collect files from the vendor SFTP server",
+                _raise("ConnectionError", "could not resolve host: files.vendor.example"),
+            ),
+        ],
+        ["hostname could not be resolved", "DNS lookup failure"],
+    ),
+]
+
+
+def playbook(variant: Variant) -> str:
+    """The YAML of a variant's playbook: a start step, then the step that fails."""
+    body = "\n".join("        " + line for line in variant.body.splitlines())
+    return f"""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata:
+  name: {variant.path.rsplit("/", 1)[-1]}
+  path: {variant.path}
+  description: "{variant.description}"
+workflow:
+  - step: start
+    tool: {{kind: noop}}
+    next: {{arcs: [{{step: {variant.step}}}]}}
+  - step: {variant.step}
+    tool:
+      kind: python
+      code: |
+        def main():
+{body}
+"""

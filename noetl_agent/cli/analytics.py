@@ -1,0 +1,259 @@
+"""CLI commands over the analytics store: ``export``, ``stats`` and ``analytics query``.
+
+They read the local event log (``$NOETL_HOME/noetl.db``), or the PostgreSQL one with
+``--database``, export what is new to the analytics store (chDB under
+``$NOETL_HOME/analytics``, or the server of ``NOETL_CLICKHOUSE_URL``) and answer from it.
+chDB, clickhouse-connect and pyarrow load only when one of these commands runs, so they
+never slow down ``noetl-agent run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from learning.analytics.service import Analytics
+    from learning.analytics.statistics import StepStatistics
+
+T = TypeVar("T")
+analytics_app = typer.Typer(
+    help="Read-only SQL over the analytics store (ClickHouse SQL, table `events`).",
+    no_args_is_help=True,
+)
+DATABASE_OPTION: Any = typer.Option(
+    None,
+    "--database",
+    envvar="NOETL_DATABASE_URL",
+    help="Read events from this PostgreSQL URL (distributed mode) instead of NOETL_HOME.",
+    show_default=False,
+)
+SCHEMA_OPTION: Any = typer.Option(
+    "noetl", "--schema", envvar="NOETL_DATABASE_SCHEMA", help="PostgreSQL schema to use."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export``, ``stats`` and ``analytics`` to the ``noetl-agent`` app."""
+    app.command("export")(export)
+    app.command("stats")(stats)
+    app.add_typer(analytics_app, name="analytics")
+
+
+@asynccontextmanager
+async def _analytics(database: str | None, schema: str) -> AsyncIterator[Analytics]:
+    from noetl_agent.analytics import open_analytics
+    from noetl_agent.config import noetl_home
+
+    home = noetl_home()
+    if database:
+        from engine.adapters.postgres import PostgresDatabase
+
+        pg = await PostgresDatabase.open(database, schema=schema, max_size=2)
+        try:
+            analytics = await open_analytics(pg.events, home)
+            try:
+                yield analytics
+            finally:
+                analytics.close()
+        finally:
+            await pg.close()
+        return
+    from engine.adapters.sqlite.stores import SqliteDatabase
+
+    home.mkdir(parents=True, exist_ok=True)
+    db = SqliteDatabase.open(home / "noetl.db")
+    try:
+        analytics = await open_analytics(db.events, home)
+        try:
+            yield analytics
+        finally:
+            analytics.close()
+    finally:
+        db.close()
+
+
+def _with_analytics(
+    database: str | None, schema: str, work: Callable[[Analytics], Awaitable[T]]
+) -> T:
+    from noetl_agent.cli import app as cli
+
+    async def go() -> T:
+        async with _analytics(database, schema) as analytics:
+            return await work(analytics)
+
+    return cli._run(go, "interrupted; exporting again later continues where it stopped")
+
+
+def export(
+    parquet: Path | None = typer.Option(
+        None,
+        "--parquet",
+        help="Also write every exported row to DIR/events.parquet.",
+        file_okay=False,
+        metavar="DIR",
+    ),
+    full: bool = typer.Option(
+        False, "--full", help="Rescan the whole event log (still writes no row twice)."
+    ),
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Export new events to the analytics store (redacted; resumable; no row twice)."""
+    from noetl_agent.cli import app as cli
+
+    cli._principal().require("operator", "export analytics")
+
+    async def work(analytics: Analytics) -> dict[str, Any]:
+        report = await analytics.export(full=full)
+        result: dict[str, Any] = {**report.to_dict(), "store": analytics.store.where}
+        if parquet is not None:
+            path, rows = await analytics.write_parquet(parquet)
+            result.update(parquet=str(path), rows=rows)
+        return result
+
+    result = _with_analytics(database, schema, work)
+    if as_json:
+        cli._print_json(result)
+        return
+    cli.out.print(
+        f"exported {result['exported']} new event(s) of {result['read']} read "
+        f"to analytics at {result['store']}",
+        soft_wrap=True,
+    )
+    if parquet is not None:
+        cli.out.print(f"wrote {result['rows']} row(s) to {result['parquet']}", soft_wrap=True)
+
+
+def stats(
+    playbook: str = typer.Argument(..., help="Catalog path of the playbook."),
+    step: str | None = typer.Argument(None, help="Step name; every step when omitted."),
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Step statistics: runs, failures by error class, attempts, success after k attempts,
+    durations and resource use per worker pool."""
+    from noetl_agent.cli import app as cli
+
+    cli._principal().require("viewer", "read analytics")
+
+    async def work(analytics: Analytics) -> list[StepStatistics]:
+        if step is None:
+            return await analytics.playbook_statistics(playbook)
+        return [await analytics.step_statistics(playbook, step)]
+
+    found = [s for s in _with_analytics(database, schema, work) if s.runs or s.tool_runs]
+    if as_json:
+        cli._print_json({"playbook": playbook, "steps": [s.to_dict() for s in found]})
+        return
+    if not found:
+        what = f"step `{step}` of playbook `{playbook}`" if step else f"playbook `{playbook}`"
+        raise cli._fail(
+            f"no finished runs of {what} in the event log",
+            cli.EXIT_FAILED,
+            "check the names with `noetl-agent executions list` and `executions show ID`",
+        )
+    for entry in found:
+        _print_statistics(entry)
+
+
+def _print_statistics(s: StepStatistics) -> None:
+    from noetl_agent.cli import app as cli
+
+    cli.out.print(
+        f"[bold]{s.playbook}[/] step [bold]{s.step}[/]: {s.runs} run(s), {s.succeeded} "
+        f"succeeded, {s.failed} failed (failure rate {s.failure_rate:.1%}); "
+        f"{s.tool_runs} tool run(s), {s.attempts_total} attempt(s)",
+        soft_wrap=True,
+    )
+    if s.errors:
+        table = cli._table(
+            "error class", "failed runs", "of runs", "failed attempts", "of attempts"
+        )
+        for e in s.errors:
+            table.add_row(
+                e.error_class,
+                str(e.failed_runs),
+                f"{e.run_rate:.1%}",
+                str(e.failed_attempts),
+                f"{e.attempt_rate:.1%}",
+            )
+        cli.out.print(table)
+    if s.attempts:
+        table = cli._table("attempts", "tool runs", "succeeded", "P(success within k)")
+        for a in s.attempts:
+            table.add_row(
+                str(a.attempts), str(a.tool_runs), str(a.succeeded), f"{a.success_within:.1%}"
+            )
+        cli.out.print(table)
+    if s.pools:
+        table = cli._table(
+            "pool", "tool runs", "p50 ms", "p95 ms", "p99 ms", "cpu p50 ms", "peak RSS max KiB"
+        )
+        for p in s.pools:
+            table.add_row(
+                p.pool,
+                str(p.tool_runs),
+                _number(p.p50_ms),
+                _number(p.p95_ms),
+                _number(p.p99_ms),
+                _number(p.cpu_p50_ms),
+                _number(p.peak_rss_max_kb),
+            )
+        cli.out.print(table)
+
+
+@analytics_app.command("query")
+def query(
+    sql: str = typer.Argument(..., help="One SELECT / WITH / DESCRIBE TABLE / SHOW TABLES."),
+    max_rows: int = typer.Option(1000, "--max-rows", min=1, max=100_000),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=120.0, help="Seconds."),
+    database: str | None = DATABASE_OPTION,
+    schema: str = SCHEMA_OPTION,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run read-only ClickHouse SQL over the analytics tables (exports new events first)."""
+    from learning.analytics.errors import QueryFailed, QueryLimitExceeded, QueryRejected
+    from noetl_agent.cli import app as cli
+
+    cli._principal().require("viewer", "read analytics")
+
+    async def work(analytics: Analytics) -> Any:
+        try:
+            return await analytics.query(sql, max_rows=max_rows, timeout=timeout)
+        except QueryLimitExceeded as exc:
+            raise cli._fail(
+                str(exc),
+                cli.EXIT_FAILED,
+                "add a LIMIT or aggregate, or raise --max-rows / --timeout",
+            ) from None
+        except QueryRejected as exc:
+            raise cli._fail(str(exc), cli.EXIT_INVALID) from None
+        except QueryFailed as exc:
+            raise cli._fail(
+                str(exc),
+                cli.EXIT_INVALID,
+                "see the columns with `noetl-agent analytics query 'DESCRIBE TABLE events'`",
+            ) from None
+
+    result = _with_analytics(database, schema, work)
+    if as_json:
+        cli._print_json(result.to_dict())
+        return
+    table = cli._table(*result.columns)
+    for row in result.rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    cli.out.print(table)
+    cli.out.print(f"[dim]{result.row_count} row(s)[/]")
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
