@@ -41,7 +41,6 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,6 +50,7 @@ from engine.adapters.credentials import (
     CredentialNotFound,
     checked_entry,
 )
+from engine.adapters.memory.stores import utc_now
 from engine.errors import StoreError, ToolConfigError
 
 if TYPE_CHECKING:
@@ -256,10 +256,6 @@ CREATE TABLE IF NOT EXISTS credentials (
 """
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 class SqliteCredentialRows:
     """Table ``credentials`` of a SQLite file, through a short-lived connection per call."""
 
@@ -308,7 +304,7 @@ class SqliteCredentialRows:
         return None if row is None else (str(row[0]), bytes(row[1]))
 
     async def upsert(self, name: str, kind: str, ciphertext: bytes) -> None:
-        now = _now()
+        now = utc_now()
         with self._connect("store a credential", write=True) as conn:
             conn.execute(
                 "INSERT INTO credentials (name, kind, ciphertext, created_at, updated_at)"
@@ -319,7 +315,7 @@ class SqliteCredentialRows:
             )
 
     async def insert_if_absent(self, name: str, kind: str, ciphertext: bytes) -> None:
-        now = _now()
+        now = utc_now()
         with self._connect("store a credential", write=True) as conn:
             conn.execute(
                 "INSERT INTO credentials (name, kind, ciphertext, created_at, updated_at)"

@@ -30,7 +30,8 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
@@ -180,22 +181,7 @@ class Redactor:
         payload = self.value(event.payload)
         if payload is event.payload:
             return event
-        return Event(
-            event.event_id,
-            event.event_type,
-            event.execution_id,
-            event.timestamp,
-            event.entity_type,
-            event.entity_id,
-            event.parent_id,
-            event.step_run_id,
-            event.iteration,
-            event.attempt,
-            event.status,
-            event.duration_ms,
-            payload,
-            event.seq,
-        )
+        return replace(event, payload=payload)
 
     def events(self, events: list[Event]) -> list[Event]:
         """Every event redacted; ``events`` itself when nothing has been learned."""
@@ -219,17 +205,6 @@ class RedactingCredentialProvider:
         fields = await self.provider.get(name)
         self.redactor.learn(fields)
         return fields
-
-
-def redacting_report(
-    report: Callable[[list[Event]], Awaitable[None]], redactor: Redactor
-) -> Callable[[list[Event]], Awaitable[None]]:
-    """``report`` with every event redacted first (for a worker that reports elsewhere)."""
-
-    async def redacted(events: list[Event]) -> None:
-        await report(redactor.events(events))
-
-    return redacted
 
 
 _PROCESS_REDACTOR = Redactor()

@@ -213,20 +213,9 @@ class HttpWorkerRemote:
 
         Raises ``WorkerUnauthorized``, ``ServerUnreachable`` after ``claim_budget`` seconds
         of retries, or ``StoreError`` for an answer that makes no sense."""
-        response = await self._post(
-            command_path(command_id, "claim"),
-            {"worker_id": self.worker_id, "lease_seconds": lease_seconds},
-            budget=self.claim_budget,
-        )
-        _raise_if_unauthorized(response)
-        if response.status_code in (404, 409):
-            logger.debug("command %s is not ours: %s", command_id, _detail(response))
+        response = await self._lease(command_id, "claim", lease_seconds, self.claim_budget)
+        if response is None:
             return None
-        if response.is_error:
-            raise StoreError(
-                f"the server refused to hand out command {command_id}: "
-                f"{response.status_code} {_detail(response)}"
-            )
         try:
             data = response.json()
             return Claim(RunTool.from_dict(data["command"]), int(data.get("attempt") or 1))
@@ -239,21 +228,29 @@ class HttpWorkerRemote:
         """Extend the claim; False when it was lost (expired and taken, or cancelled).
 
         Raises ``WorkerUnauthorized`` or ``ServerUnreachable`` after ``budget`` seconds."""
+        return await self._lease(command_id, "heartbeat", lease_seconds, budget) is not None
+
+    async def _lease(
+        self, command_id: str, action: str, lease_seconds: float, budget: float
+    ) -> httpx.Response | None:
+        """POST a claim or heartbeat; None when the command is not (or no longer) ours
+        (404/409). Raises ``WorkerUnauthorized``, ``ServerUnreachable``, or ``StoreError``
+        for another refusal."""
         response = await self._post(
-            command_path(command_id, "heartbeat"),
+            command_path(command_id, action),
             {"worker_id": self.worker_id, "lease_seconds": lease_seconds},
             budget=budget,
         )
         _raise_if_unauthorized(response)
         if response.status_code in (404, 409):
-            logger.debug("claim of %s lost: %s", command_id, _detail(response))
-            return False
+            logger.debug("%s of %s refused, not ours: %s", action, command_id, _detail(response))
+            return None
         if response.is_error:
             raise StoreError(
-                f"the server refused a heartbeat for {command_id}: "
+                f"the server refused the {action} of command {command_id}: "
                 f"{response.status_code} {_detail(response)}"
             )
-        return True
+        return response
 
     async def credential(
         self, command_id: str, name: str, budget: float = CREDENTIAL_BUDGET

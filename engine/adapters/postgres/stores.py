@@ -76,8 +76,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open one connection
 DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds for one statement, including waiting for a lock
 _ACQUIRE_TIMEOUT = 30.0  # seconds to wait for a free pooled connection
 _CLOSE_TIMEOUT = 10.0  # seconds for in-flight work before the pool is terminated
-_LOCKED_ATTEMPTS = 5  # tries of a locked append that lost a race to unlocked ones
-# What an append that raced another writer of the same execution fails with.
+# What an append sent alone fails with when another writer of the same execution
+# committed events after the statement's snapshot was taken.
 _RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 
 _EVENT_COLUMNS = (
@@ -390,8 +390,7 @@ class PostgresEventStore:
         unique: dict[tuple[str, str], tuple[Event, str]] = {}
         for event, payload in zip(events, payloads, strict=True):
             unique.setdefault((event.execution_id, event.event_id), (event, payload))
-        executions = {key[0] for key in unique}
-        lock_keys = sorted({advisory_key(self._db.schema, "event", name) for name in executions})
+        lock_keys = sorted({advisory_key(self._db.schema, "event", key[0]) for key in unique})
         columns = [*_columns(list(unique.values())), lock_keys]
         resolved: dict[tuple[str, str], Event] = {}
         if not any(event.event_type in LIFECYCLE_EVENT_TYPES for event, _ in unique.values()):
@@ -403,22 +402,15 @@ class PostgresEventStore:
                 else:
                     await self._resolve(conn, unique, rows, resolved)
                     return [resolved[(event.execution_id, event.event_id)] for event in events]
-        for attempt in range(1, _LOCKED_ATTEMPTS + 1):
-            try:
-                async with self._db.transaction("append", lock_keys) as conn:
-                    rows = await conn.fetch(self._append_sql, *columns)
-                    for new in await self._resolve(conn, unique, rows, resolved):
-                        if new.event_type in LIFECYCLE_EVENT_TYPES:
-                            await self._project(conn, new)
-            except StoreError as exc:
-                # Not expected (every insert holds the locks), but a lost race is worth
-                # another try rather than an error.
-                if attempt == _LOCKED_ATTEMPTS or not isinstance(exc.__cause__, _RACES):
-                    raise
-                resolved.clear()
-                continue
-            return [resolved[(event.execution_id, event.event_id)] for event in events]
-        raise AssertionError("unreachable")  # the last attempt returned or raised
+        # Holding the locks from ``BEGIN`` on, the statement sees every event of these
+        # executions: no other writer inserts one (it takes the locks first), so this
+        # cannot lose a race.
+        async with self._db.transaction("append", lock_keys) as conn:
+            rows = await conn.fetch(self._append_sql, *columns)
+            for new in await self._resolve(conn, unique, rows, resolved):
+                if new.event_type in LIFECYCLE_EVENT_TYPES:
+                    await self._project(conn, new)
+        return [resolved[(event.execution_id, event.event_id)] for event in events]
 
     async def _resolve(
         self,
