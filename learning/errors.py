@@ -4,6 +4,7 @@ NoetlError (engine.errors)
 └── LearningError
     ├── ModelUnavailable     the bundled embedding model cannot be loaded
     ├── IndexUnavailable     the vector index cannot be opened or reached
+    ├── SecretsUnavailable   a credential to mask cannot be read, so nothing is indexed
     └── InvalidQuery         a search names an unknown kind or filter, or has no text
 """
 

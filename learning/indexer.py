@@ -39,6 +39,7 @@ from learning.documents import Document, execution_documents, playbook_document
 from learning.documents import produces_documents as _produces
 from learning.embedder import Embedder, shared_embedder
 from learning.errors import LearningError
+from learning.event_log import log_pages
 from learning.offload import offload
 from learning.secrets_mask import ListableCredentials, learn_credentials, redact
 from learning.vector_store import TEXT, VectorStore
@@ -113,18 +114,12 @@ class Indexer:
             await learn_credentials(self.redactor, self.credentials)
             cursor = await offload(lambda: self.store.cursor(self.source))
             report = IndexReport(position=cursor)
-            after = max(0, cursor - self.overlap)
-            while True:
-                page = await self.events.read_all(after, self.page)
-                if not page:
-                    break
+            async for page in log_pages(self.events, max(0, cursor - self.overlap), self.page):
                 await self._index(page, report)
                 after = page[-1][0]
                 if after > report.position:
                     report.position = after
                     await offload(partial(self.store.set_cursor, self.source, after))
-                if len(page) < self.page:
-                    break
             return report
 
     async def _index(self, page: list[tuple[int, Event]], report: IndexReport) -> None:

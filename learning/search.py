@@ -40,8 +40,12 @@ FILTER_FIELDS = frozenset(
         "final",
     }
 )
-_SINGULAR = {"failure": "failures", "step": "steps", "execution": "executions"}
-_SINGULAR["playbook"] = "playbooks"
+_SINGULAR = {
+    "failure": "failures",
+    "step": "steps",
+    "execution": "executions",
+    "playbook": "playbooks",
+}
 _TOP_LEVEL = frozenset(
     {"text", "kind", "execution_id", "playbook_path", "step", "event_id", "seq", "status"}
     | {"timestamp", "registered_at"}
@@ -234,17 +238,18 @@ class Searcher:
         return _hit(Point(best.id, best.payload, score=1.0))
 
     def _failure_vector(self, execution_id: str) -> list[float]:
-        points = self.store.scan("failures", match={"execution_id": execution_id})
+        points = self.store.scan(
+            "failures", match={"execution_id": execution_id}, with_vectors=True, using=MESSAGE
+        )
         if not points:
             raise InvalidQuery(
                 f"execution '{execution_id}' has no indexed failure: it did not fail, or "
                 "it has not been indexed yet (run `noetl-agent indexer --once`)"
             )
         best = max(points, key=_failure_rank)
-        stored = self.store.get("failures", best.id, using=MESSAGE)
-        if stored is None or stored.vector is None:
+        if best.vector is None:
             return self._vector(str(best.payload.get("message") or best.payload.get("text")))
-        return stored.vector
+        return best.vector
 
 
 def _failure_rank(point: Point) -> tuple[bool, int]:

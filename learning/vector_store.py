@@ -94,20 +94,18 @@ _clients: dict[str, _Shared] = {}
 _clients_lock = threading.Lock()
 
 
-def _translated(location: IndexLocation) -> contextlib.AbstractContextManager[None]:
-    @contextlib.contextmanager
-    def translate() -> Iterator[None]:
-        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+@contextlib.contextmanager
+def _translated(location: IndexLocation) -> Iterator[None]:
+    """Qdrant client errors as ``IndexUnavailable``."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-        try:
-            yield
-        except (ResponseHandlingException, UnexpectedResponse, ConnectionError) as exc:
-            raise IndexUnavailable(
-                f"{location.describe()} did not answer ({exc}); start it or unset "
-                "NOETL_QDRANT_URL to use the local index"
-            ) from exc
-
-    return translate()
+    try:
+        yield
+    except (ResponseHandlingException, UnexpectedResponse, ConnectionError) as exc:
+        raise IndexUnavailable(
+            f"{location.describe()} did not answer ({exc}); start it or unset "
+            "NOETL_QDRANT_URL to use the local index"
+        ) from exc
 
 
 def close_all() -> None:
@@ -316,22 +314,6 @@ class VectorStore:
                     found.append(Point(str(record.id), dict(record.payload or {}), vector=vector))
                 if offset is None:
                     return found
-
-    def get(self, kind: str, pid: str, using: str = TEXT) -> Point | None:
-        """One document by id, with its ``using`` vector, or None."""
-        name = self.collection(kind)
-        with self._lock, _translated(self.location):
-            if not self._exists(name):
-                return None
-            records = self._client.retrieve(
-                name, ids=[pid], with_payload=True, with_vectors=[using]
-            )
-        if not records:
-            return None
-        record = records[0]
-        return Point(
-            str(record.id), dict(record.payload or {}), vector=_named(record.vector, using)
-        )
 
     def count(self, kind: str) -> int:
         name = self.collection(kind)

@@ -57,7 +57,8 @@ import asyncpg
 import httpx
 
 from engine.worker.remote import BATCH_SIZE
-from evals.bench.engine import RESULTS, RESULTS_HEADING, machine
+from evals.bench.engine import machine
+from evals.results import RESULTS, write_section
 
 MARK_START = "<!-- distributed:start -->"
 MARK_END = "<!-- distributed:end -->"
@@ -870,13 +871,7 @@ def render_markdown(meta: list[str], run: Throughput, ingest: Ingestion, notes: 
 
 def write_results(path: Path, section: str) -> None:
     """Replace the distributed section of ``path`` (other sections are kept)."""
-    text = path.read_text() if path.exists() else f"{RESULTS_HEADING}\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(path, section, MARK_START, MARK_END)
 
 
 # --------------------------------------------------------------------------- CLI

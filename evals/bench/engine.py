@@ -51,12 +51,11 @@ from rich.console import Console
 from rich.table import Table
 
 from evals.bench.peers import NOETL, PREFECT, Peer, PeerInstallError
+from evals.results import RESULTS, write_section
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "evals" / "RESULTS.md"
 MARK_START = "<!-- engine:start -->"
 MARK_END = "<!-- engine:end -->"
-RESULTS_HEADING = "# Benchmark and eval results"
 
 KINDS = ("python", "shell")
 RUNNERS = ("ours", "noetl", "prefect")
@@ -767,16 +766,7 @@ def render_markdown(report: Report, meta: list[str]) -> str:
 
 def write_results(path: Path, section: str) -> None:
     """Replace the engine section of ``path`` (creating the file if needed)."""
-    text = path.read_text() if path.exists() else f"{RESULTS_HEADING}\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    if not text.endswith("\n"):
-        text += "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_section(path, section, MARK_START, MARK_END)
 
 
 # --------------------------------------------------------------------------- CLI

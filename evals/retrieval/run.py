@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
+from evals.results import RESULTS, write_section
 from evals.retrieval.bm25 import BM25
 from evals.retrieval.corpus import FAMILIES, playbook
 from learning.embedder import shared_embedder
@@ -42,9 +42,6 @@ from learning.indexer import Indexer
 from learning.search import Searcher
 from learning.vector_store import IndexLocation, VectorStore
 
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "evals" / "RESULTS.md"
-RESULTS_HEADING = "# Benchmark and eval results"
 MARK_START = "<!-- retrieval:start -->"
 MARK_END = "<!-- retrieval:end -->"
 K = 5
@@ -200,13 +197,7 @@ def markdown(report: Report) -> str:
 
 def write_results(path: Path, section: str) -> None:
     """Replace the retrieval section of ``path`` (creating the file if needed)."""
-    text = path.read_text() if path.exists() else f"{RESULTS_HEADING}\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    write_section(path, section, MARK_START, MARK_END)
 
 
 def run() -> Report:

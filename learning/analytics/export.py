@@ -37,6 +37,7 @@ from engine.ports import EventStore
 from engine.runtime.redaction import Redactor
 from learning.analytics.schema import COLUMN_NAMES, TABLE, arrow_schema
 from learning.analytics.store import AnalyticsStore
+from learning.event_log import log_pages
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -202,10 +203,7 @@ class Exporter:
             exported: dict[str, int] = {}
             read = written = 0
             position = start
-            while True:
-                batch = await self.events.read_all(position, self.batch)
-                if not batch:
-                    break
+            async for batch in log_pages(self.events, start, self.batch):
                 read += len(batch)
                 position = batch[-1][0]
                 fresh = [e.execution_id for _, e in batch if e.execution_id not in exported]
@@ -221,8 +219,6 @@ class Exporter:
                     rows.append(event_row(self.redactor.event(event), pos, playbook))
                 if rows:
                     written += await asyncio.to_thread(self.store.insert, to_arrow(rows))
-                if len(batch) < self.batch:
-                    break
             if written:
                 logger.info("exported %d event(s) to analytics at %s", written, self.store.where)
             return ExportReport(read, written, position)
