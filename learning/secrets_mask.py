@@ -28,11 +28,17 @@ class ListableCredentials(Protocol):
     def list(self) -> Any: ...
 
 
-async def learn_credentials(redactor: Redactor, sources: Iterable[ListableCredentials]) -> int:
+async def learn_credentials(
+    redactor: Redactor,
+    sources: Iterable[ListableCredentials],
+    *,
+    destination: str = "the search index",
+) -> int:
     """Teach ``redactor`` every credential of ``sources``; return how many were read.
 
     Raises ``SecretsUnavailable`` naming a credential that cannot be read (wrong key,
-    malformed): its value could not be masked, so nothing should be indexed."""
+    malformed): its value could not be masked, so nothing should be written to
+    ``destination``."""
     learned = 0
     for source in sources:
         listing = source.list()
@@ -43,8 +49,8 @@ async def learn_credentials(redactor: Redactor, sources: Iterable[ListableCreden
                 fields = await source.get(info.name)
             except ToolConfigError as exc:
                 raise SecretsUnavailable(
-                    f"cannot read credential {info.name!r} to mask it in the search index "
-                    f"({exc}); nothing was indexed: give the key it was stored with "
+                    f"cannot read credential {info.name!r} to mask it in {destination} "
+                    f"({exc}); nothing was written there: give the key it was stored with "
                     "(NOETL_CREDENTIAL_KEY) or delete the credential"
                 ) from exc
             redactor.learn(dict(fields))

@@ -134,3 +134,30 @@ def test_a_secret_in_an_error_message_never_reaches_analytics(tmp_path: Path) ->
     assert f"refused: Bearer {MASK} is not valid here" in " ".join(m or "" for m in messages)
     assert f"refused: Bearer {MASK}" in messages
     assert TOKEN.encode() not in (tmp_path / "parquet" / "events.parquet").read_bytes()
+
+
+async def test_a_credential_from_the_environment_is_masked_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Analytics masks what every local credential source holds, as the search index does,
+    not only the encrypted store."""
+    from noetl_agent.analytics import open_analytics
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("NOETL_CREDENTIAL_API", json.dumps({"token": TOKEN}))
+    monkeypatch.delenv("NOETL_CLICKHOUSE_URL", raising=False)
+    db = SqliteDatabase.open(home / "noetl.db")
+    try:
+        await db.events.append(_leaky("exec-env"))
+        analytics = await open_analytics(db.events, home, redactor=Redactor())
+        try:
+            await analytics.export()
+            everything = await analytics.query("SELECT * FROM events", refresh=False)
+        finally:
+            analytics.close()
+    finally:
+        db.close()
+    dumped = json.dumps(everything.to_dict())
+    assert TOKEN not in dumped
+    assert f"refused: Bearer {MASK}" in dumped
