@@ -20,12 +20,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.adapters.credentials import EnvCredentialProvider, FileCredentialProvider
+from engine.adapters.credentials import EnvCredentialProvider
 from engine.ports import CatalogStore, EventStore
 from learning.offload import offload
 from noetl_agent.config import noetl_home
+from noetl_agent.local import local_credential_sources
 
 if TYPE_CHECKING:
+    from engine.adapters.postgres import PostgresDatabase
     from engine.runtime.embedded import Engine
     from learning.anomalies import DurationAnomaly
     from learning.clusters import ErrorCluster
@@ -38,6 +40,9 @@ QDRANT_URL_ENV = "NOETL_QDRANT_URL"
 QDRANT_KEY_ENV = "NOETL_QDRANT_API_KEY"
 QDRANT_PREFIX_ENV = "NOETL_QDRANT_PREFIX"
 INDEXER_ENV = "NOETL_INDEXER"
+# Positions PostgreSQL can make visible out of order (ids drawn before commit) are
+# re-read this far back; documents already stored are not embedded again.
+POSTGRES_OVERLAP = 200
 
 
 def index_location(home: Path | None = None) -> IndexLocation:
@@ -54,18 +59,6 @@ def index_location(home: Path | None = None) -> IndexLocation:
 def indexing_enabled() -> bool:
     """Whether a server indexes in the background (``NOETL_INDEXER`` is not off)."""
     return os.environ.get(INDEXER_ENV, "on").strip().lower() not in {"off", "0", "false", "no"}
-
-
-def local_credential_sources(home: Path | None = None) -> list[ListableCredentials]:
-    """Every credential source of the embedded stack under ``home``, for masking."""
-    from noetl_agent.local import LEGACY_FILE, local_credential_store
-
-    root = home or noetl_home()
-    return [
-        local_credential_store(root),
-        FileCredentialProvider(root / LEGACY_FILE),
-        EnvCredentialProvider(),
-    ]
 
 
 class History:
@@ -151,6 +144,17 @@ class History:
         _, searcher = await self._parts()
         return await offload(lambda: searcher.failure_of(execution_id))
 
+    async def failure_and_similar(self, execution_id: str, *, k: int = 5) -> dict[str, Any]:
+        """``{execution_id, failure, similar}``: the execution's own indexed failure (or
+        None) and up to ``k`` past failures of other executions like it, as dicts."""
+        hits = await self.similar_failures(execution_id=execution_id, k=k)
+        failure = await self.failure_of(execution_id)
+        return {
+            "execution_id": execution_id,
+            "failure": failure.to_dict() if failure else None,
+            "similar": [hit.to_dict() for hit in hits],
+        }
+
     async def similar_playbooks(self, description: str, *, k: int = 5) -> list[Hit]:
         _, searcher = await self._parts()
         return await offload(lambda: searcher.similar_playbooks(description, k))
@@ -207,6 +211,30 @@ def start_indexing(
     return background
 
 
+def embedded_history(events: EventStore, catalog: CatalogStore, home: Path) -> History:
+    """The history of the embedded stack's stores under ``home``, masking every local
+    credential source."""
+    return History(
+        events, catalog, index_location(home), credentials=local_credential_sources(home)
+    )
+
+
+def distributed_history(
+    db: PostgresDatabase, credentials: ListableCredentials, home: Path | None = None
+) -> History:
+    """The history of a distributed stack's schema, masking ``credentials`` (its encrypted
+    store) and ``NOETL_CREDENTIAL_*``; the server and ``indexer --database`` must agree
+    on ``source`` and ``overlap`` to share one index position."""
+    return History(
+        db.events,
+        db.catalog,
+        index_location(home),
+        credentials=[credentials, EnvCredentialProvider()],
+        source=f"postgres:{db.schema}",
+        overlap=POSTGRES_OVERLAP,
+    )
+
+
 @asynccontextmanager
 async def local_history(home: Path | None = None) -> AsyncIterator[History]:
     """The history of the embedded stack under ``home`` (default ``$NOETL_HOME``)."""
@@ -215,12 +243,7 @@ async def local_history(home: Path | None = None) -> AsyncIterator[History]:
     root = home or noetl_home()
     db = SqliteDatabase.open(root / "noetl.db")
     try:
-        yield History(
-            db.events,
-            db.catalog,
-            index_location(root),
-            credentials=local_credential_sources(root),
-        )
+        yield embedded_history(db.events, db.catalog, root)
     finally:
         db.close()
 
@@ -240,18 +263,6 @@ async def postgres_history(
         credentials = EncryptedCredentialStore.postgres(
             db, CredentialKey.from_environment(home or noetl_home())
         )
-        yield History(
-            db.events,
-            db.catalog,
-            index_location(home),
-            credentials=[credentials, EnvCredentialProvider()],
-            source=f"postgres:{schema}",
-            overlap=POSTGRES_OVERLAP,
-        )
+        yield distributed_history(db, credentials, home)
     finally:
         await db.close()
-
-
-# Positions PostgreSQL can make visible out of order (ids drawn before commit) are
-# re-read this far back; documents already stored are not embedded again.
-POSTGRES_OVERLAP = 200

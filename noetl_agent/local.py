@@ -38,18 +38,25 @@ def local_credential_store(home: Path | None = None) -> EncryptedCredentialStore
     return EncryptedCredentialStore.sqlite(root / "noetl.db", CredentialKey.from_environment(root))
 
 
+def local_credential_sources(
+    home: Path | None = None,
+) -> list[EncryptedCredentialStore | FileCredentialProvider | EnvCredentialProvider]:
+    """Where the embedded stack under ``home`` resolves credential names, in order (see
+    above); each can also list its names, so their values can be masked."""
+    root = home or noetl_home()
+    return [
+        local_credential_store(root),
+        FileCredentialProvider(root / LEGACY_FILE),
+        EnvCredentialProvider(),
+    ]
+
+
 @asynccontextmanager
 async def local_engine(home: Path | None = None) -> AsyncIterator[Engine]:
     """Open the embedded engine under ``home`` (default ``$NOETL_HOME``) and close it after."""
     root = home or noetl_home()
     db = SqliteDatabase.open(root / "noetl.db")
-    credentials = ChainCredentialProvider(
-        [
-            local_credential_store(root),
-            FileCredentialProvider(root / LEGACY_FILE),
-            EnvCredentialProvider(),
-        ]
-    )
+    credentials = ChainCredentialProvider(local_credential_sources(root))
     engine = Engine(
         db.events,
         db.catalog,

@@ -20,18 +20,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.adapters.credentials import (
-    ChainCredentialProvider,
-    EnvCredentialProvider,
-    FileCredentialProvider,
-)
+from engine.adapters.credentials import ChainCredentialProvider
 from engine.adapters.nats.bus import NatsCommandBus, check_pool
 from engine.runtime.redaction import process_redactor
 from engine.worker.credentials import ServerCredentialProvider
 from engine.worker.remote import HttpWorkerRemote
 from engine.worker.service import WorkerService
-from noetl_agent.config import noetl_home
-from noetl_agent.local import LEGACY_FILE, local_credential_store
+from noetl_agent.local import local_credential_sources
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "NOETL_COMMANDS"
@@ -65,15 +60,9 @@ async def run_worker(settings: WorkerSettings, announce: Callable[[str], None]) 
     ``WorkerUnauthorized`` when the token lacks the worker role."""
     check_pool(settings.pool)
     worker_id = settings.worker_id or default_worker_id()
-    home = noetl_home()
     remote = HttpWorkerRemote(settings.server_url, settings.token, worker_id=worker_id)
     credentials = ChainCredentialProvider(
-        [
-            ServerCredentialProvider(remote),
-            local_credential_store(home),
-            FileCredentialProvider(home / LEGACY_FILE),
-            EnvCredentialProvider(),
-        ]
+        [ServerCredentialProvider(remote), *local_credential_sources()]
     )
     try:
         await remote.check()

@@ -66,8 +66,8 @@ AnalyticsDep = Annotated[Analytics, Depends(_analytics)]
 
 @router.get("/stats/steps", responses=responses(403, 422, 503))
 async def step_statistics(
+    _: Reader,  # the role is checked before the store is opened
     analytics: AnalyticsDep,
-    _: Reader,
     playbook: Annotated[str, Query(min_length=1, description="Catalog path of the playbook.")],
     step: Annotated[str | None, Query(description="One step; all steps when omitted.")] = None,
 ) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def step_statistics(
 
 
 @router.post("/analytics/query", responses=responses(400, 403, 413, 422, 503))
-async def analytics_query(body: QueryRequest, analytics: AnalyticsDep, _: Reader) -> dict[str, Any]:
+async def analytics_query(body: QueryRequest, _: Reader, analytics: AnalyticsDep) -> dict[str, Any]:
     """Run read-only ClickHouse SQL over the analytics tables (table ``events``)."""
     result = await analytics.query(body.sql, max_rows=body.max_rows, timeout=body.timeout)
     return result.to_dict()
@@ -89,7 +89,7 @@ async def analytics_query(body: QueryRequest, analytics: AnalyticsDep, _: Reader
 
 @router.post("/analytics/export", responses=responses(403, 422, 503))
 async def export(
-    analytics: AnalyticsDep, _: Exporter, body: ExportRequest | None = None
+    _: Exporter, analytics: AnalyticsDep, body: ExportRequest | None = None
 ) -> dict[str, Any]:
     """Export the events stored since the last export (reads do this by themselves)."""
     report = await analytics.export(full=(body or ExportRequest()).full)

@@ -34,7 +34,7 @@ class CredentialRequest(BaseModel):
     )
 
 
-def _store(request: Request) -> CredentialStore:
+async def _store(request: Request) -> CredentialStore:
     store: CredentialStore | None = getattr(request.app.state, "credentials", None)
     if store is None:
         raise StoreError(
@@ -48,7 +48,7 @@ Store = Annotated[CredentialStore, Depends(_store)]
 
 
 @router.post("", status_code=201, responses=responses(403, 413, 422, 503))
-async def store_credential(body: CredentialRequest, store: Store, _: Admin) -> dict[str, Any]:
+async def store_credential(body: CredentialRequest, _: Admin, store: Store) -> dict[str, Any]:
     """Encrypt and store a credential (replacing one of the same name); the answer names
     it and counts its fields, never showing a value."""
     await store.set(body.name, body.kind, body.data)
@@ -56,13 +56,13 @@ async def store_credential(body: CredentialRequest, store: Store, _: Admin) -> d
 
 
 @router.get("", responses=responses(403, 503))
-async def list_credentials(store: Store, _: Admin) -> list[dict[str, str]]:
+async def list_credentials(_: Admin, store: Store) -> list[dict[str, str]]:
     """Every stored credential's name and kind, by name."""
     return [{"name": info.name, "kind": info.kind} for info in await store.list()]
 
 
 @router.delete("/{name}", status_code=204, responses=responses(403, 404, 503))
-async def delete_credential(name: str, store: Store, _: Admin) -> Response:
+async def delete_credential(name: str, _: Admin, store: Store) -> Response:
     """Delete a credential; 404 when it is not stored."""
     if not await store.delete(name):
         raise NotFound(f"credential '{name}' is not stored; list them with GET /api/credentials")

@@ -44,7 +44,7 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=100, description="How many hits.")
 
 
-def _history(request: Request) -> History:
+async def _history(request: Request) -> History:
     history: History | None = getattr(request.app.state, "history", None)
     if history is None:
         raise StoreError(
@@ -84,13 +84,7 @@ async def similar(
     """The execution's failure and past failures of other executions like it (400 when
     the execution has no indexed failure)."""
     async with _unavailable_as_503():
-        hits = await history.similar_failures(execution_id=execution_id, k=k)
-        failure = await history.failure_of(execution_id)
-    return {
-        "execution_id": execution_id,
-        "failure": failure.to_dict() if failure else None,
-        "similar": [hit.to_dict() for hit in hits],
-    }
+        return await history.failure_and_similar(execution_id, k=k)
 
 
 @router.get("/failures/clusters", responses=responses(403, 422, 503))

@@ -27,25 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from engine.adapters.credential_store import CredentialKey, EncryptedCredentialStore
-from engine.adapters.credentials import EnvCredentialProvider
-from engine.adapters.postgres.commands import MAX_CLAIMS
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from engine.runtime.redaction import install_log_redaction, process_redactor
 from noetl_agent.api.app import create_app
 from noetl_agent.api.middleware import DEFAULT_MAX_BODY_BYTES
 from noetl_agent.config import noetl_home
-from noetl_agent.history import (
-    POSTGRES_OVERLAP,
-    History,
-    index_location,
-    local_credential_sources,
-    start_indexing,
-)
+from noetl_agent.history import History, distributed_history, embedded_history, start_indexing
 from noetl_agent.local import local_credential_store, local_engine
-from noetl_agent.tokens import PostgresTokenStore, SqliteTokenStore
+from noetl_agent.tokens import PostgresTokenStore, SqliteTokenStore, TokenStore
 
 logger = logging.getLogger(__name__)
 Announce = Callable[[str], None]
@@ -81,25 +74,14 @@ async def serve(
     install_log_redaction(process_redactor())
     async with local_engine(home) as engine:
         db = SqliteDatabase.open(home / "noetl.db")
-        indexing = None
         try:
             tokens = SqliteTokenStore(db)
-            if not await tokens.list():
-                announce(
-                    "no API tokens yet: every /api request will get 401 until you create one "
-                    "with `noetl-agent tokens create --name NAME --kind human --role admin`"
-                )
+            await _warn_without_tokens(tokens, announce)
             engine.prewarm()
             recovered = await engine.recover()
             if recovered:
                 announce(f"resumed {len(recovered)} execution(s): {', '.join(recovered)}")
-            history = History(
-                engine.events,
-                engine.catalog,
-                index_location(home),
-                credentials=local_credential_sources(home),
-            )
-            indexing = start_indexing(engine, history)
+            history = embedded_history(engine.events, engine.catalog, home)
             app = create_app(
                 engine,
                 tokens,
@@ -107,12 +89,8 @@ async def serve(
                 credentials=local_credential_store(home),
                 history=history,
             )
-            config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
-            announce(f"serving http://{host}:{port} (OpenAPI at /docs) for {home}")
-            await _Server(config).serve()
+            await _serve_app(app, engine, history, host, port, announce, f"for {home}")
         finally:
-            if indexing is not None:
-                await indexing.aclose()
             db.close()
 
 
@@ -127,7 +105,9 @@ class Distributed:
     subject_prefix: str = "noetl.commands"
     lease: float = 30.0  # a claim's lease when the worker names none; unclaimed re-announce
     reap_interval: float = 2.0  # seconds between reaper passes
-    max_claims: int = MAX_CLAIMS  # claims of a command whose workers die before it fails
+    # Claims of a command whose workers die before it fails (None: ``MAX_CLAIMS`` of
+    # ``engine.adapters.postgres.commands``, imported only when serving distributed).
+    max_claims: int | None = None
     home: Path | None = None  # the credential key file's folder (default $NOETL_HOME)
 
 
@@ -151,6 +131,7 @@ async def serve_distributed(
         PostgresCommandStore,
         PostgresDatabase,
     )
+    from engine.adapters.postgres.commands import MAX_CLAIMS
 
     install_log_redaction(process_redactor())
     async with contextlib.AsyncExitStack() as stack:
@@ -162,8 +143,9 @@ async def serve_distributed(
         )
         stack.push_async_callback(bus.aclose)
         commands = PostgresCommandStore(db)
+        max_claims = MAX_CLAIMS if settings.max_claims is None else settings.max_claims
         queue = DistributedCommandQueue(
-            commands, bus, renotify_after=settings.lease, max_claims=settings.max_claims
+            commands, bus, renotify_after=settings.lease, max_claims=max_claims
         )
         stack.push_async_callback(queue.aclose)
         engine = Engine(
@@ -176,11 +158,7 @@ async def serve_distributed(
             db, CredentialKey.from_environment(settings.home or noetl_home())
         )
         tokens = PostgresTokenStore(db)
-        if not await tokens.list():
-            announce(
-                "no API tokens yet: every /api request will get 401 until you create one with "
-                "`noetl-agent tokens create --database URL --name NAME --kind human --role admin`"
-            )
+        await _warn_without_tokens(tokens, announce, "--database URL ")
         recovered = await engine.recover()
         if recovered:
             again = await queue.renotify(recovered)
@@ -190,17 +168,7 @@ async def serve_distributed(
             )
         reaper = asyncio.create_task(queue.run_reaper(settings.reap_interval), name="reaper")
         stack.push_async_callback(_stop_task, reaper)
-        history = History(
-            db.events,
-            db.catalog,
-            index_location(settings.home),
-            credentials=[credentials, EnvCredentialProvider()],
-            source=f"postgres:{settings.schema}",
-            overlap=POSTGRES_OVERLAP,
-        )
-        indexing = start_indexing(engine, history)
-        if indexing is not None:
-            stack.push_async_callback(indexing.aclose)
+        history = distributed_history(db, credentials, settings.home)
         app = create_app(
             engine,
             tokens,
@@ -211,12 +179,39 @@ async def serve_distributed(
             lease_seconds=settings.lease,
             history=history,
         )
-        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
-        announce(
-            f"serving http://{host}:{port} (OpenAPI at /docs) on PostgreSQL schema "
-            f"{settings.schema!r}, announcing commands on NATS stream {settings.stream}"
+        where = (
+            f"on PostgreSQL schema {settings.schema!r}, announcing commands on NATS stream "
+            f"{settings.stream}"
         )
+        await _serve_app(app, engine, history, host, port, announce, where)
+
+
+async def _warn_without_tokens(tokens: TokenStore, announce: Announce, options: str = "") -> None:
+    if not await tokens.list():
+        announce(
+            "no API tokens yet: every /api request will get 401 until you create one with "
+            f"`noetl-agent tokens create {options}--name NAME --kind human --role admin`"
+        )
+
+
+async def _serve_app(
+    app: FastAPI,
+    engine: Engine,
+    history: History,
+    host: str,
+    port: int,
+    announce: Announce,
+    where: str,
+) -> None:
+    """Index ``history`` in the background and serve ``app`` until SIGINT or SIGTERM."""
+    indexing = start_indexing(engine, history)
+    try:
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
+        announce(f"serving http://{host}:{port} (OpenAPI at /docs) {where}")
         await _Server(config).serve()
+    finally:
+        if indexing is not None:
+            await indexing.aclose()
 
 
 async def _stop_task(task: asyncio.Task[None]) -> None:

@@ -16,7 +16,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+from noetl_agent.cli.app import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    SCHEMA_OPTION,
+    _fail,
+    _principal,
+    _print_json,
+    _run,
+    _table,
+    app,
+    out,
+)
+
 if TYPE_CHECKING:
+    from engine.ports import EventStore
     from learning.analytics.service import Analytics
     from learning.analytics.statistics import StepStatistics
 
@@ -25,6 +39,7 @@ analytics_app = typer.Typer(
     help="Read-only SQL over the analytics store (ClickHouse SQL, table `events`).",
     no_args_is_help=True,
 )
+app.add_typer(analytics_app, name="analytics")
 DATABASE_OPTION: Any = typer.Option(
     None,
     "--database",
@@ -32,34 +47,17 @@ DATABASE_OPTION: Any = typer.Option(
     help="Read events from this PostgreSQL URL (distributed mode) instead of NOETL_HOME.",
     show_default=False,
 )
-SCHEMA_OPTION: Any = typer.Option(
-    "noetl", "--schema", envvar="NOETL_DATABASE_SCHEMA", help="PostgreSQL schema to use."
-)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``export``, ``stats`` and ``analytics`` to the ``noetl-agent`` app."""
-    app.command("export")(export)
-    app.command("stats")(stats)
-    app.add_typer(analytics_app, name="analytics")
 
 
 @asynccontextmanager
-async def _analytics(database: str | None, schema: str) -> AsyncIterator[Analytics]:
-    from noetl_agent.analytics import open_analytics
-    from noetl_agent.config import noetl_home
-
-    home = noetl_home()
+async def _events(database: str | None, schema: str, home: Path) -> AsyncIterator[EventStore]:
+    """The PostgreSQL event log of ``database``, else the SQLite one under ``home``."""
     if database:
         from engine.adapters.postgres import PostgresDatabase
 
         pg = await PostgresDatabase.open(database, schema=schema, max_size=2)
         try:
-            analytics = await open_analytics(pg.events, home)
-            try:
-                yield analytics
-            finally:
-                analytics.close()
+            yield pg.events
         finally:
             await pg.close()
         return
@@ -68,11 +66,7 @@ async def _analytics(database: str | None, schema: str) -> AsyncIterator[Analyti
     home.mkdir(parents=True, exist_ok=True)
     db = SqliteDatabase.open(home / "noetl.db")
     try:
-        analytics = await open_analytics(db.events, home)
-        try:
-            yield analytics
-        finally:
-            analytics.close()
+        yield db.events
     finally:
         db.close()
 
@@ -80,15 +74,23 @@ async def _analytics(database: str | None, schema: str) -> AsyncIterator[Analyti
 def _with_analytics(
     database: str | None, schema: str, work: Callable[[Analytics], Awaitable[T]]
 ) -> T:
-    from noetl_agent.cli import app as cli
+    """Run ``work`` on the analytics service over the chosen event log, closing both after."""
+    from noetl_agent.analytics import open_analytics
+    from noetl_agent.config import noetl_home
 
     async def go() -> T:
-        async with _analytics(database, schema) as analytics:
-            return await work(analytics)
+        home = noetl_home()
+        async with _events(database, schema, home) as events:
+            analytics = await open_analytics(events, home)
+            try:
+                return await work(analytics)
+            finally:
+                analytics.close()
 
-    return cli._run(go, "interrupted; exporting again later continues where it stopped")
+    return _run(go, "interrupted; exporting again later continues where it stopped")
 
 
+@app.command()
 def export(
     parquet: Path | None = typer.Option(
         None,
@@ -105,9 +107,7 @@ def export(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export new events to the analytics store (redacted; resumable; no row twice)."""
-    from noetl_agent.cli import app as cli
-
-    cli._principal().require("operator", "export analytics")
+    _principal().require("operator", "export analytics")
 
     async def work(analytics: Analytics) -> dict[str, Any]:
         report = await analytics.export(full=full)
@@ -119,17 +119,18 @@ def export(
 
     result = _with_analytics(database, schema, work)
     if as_json:
-        cli._print_json(result)
+        _print_json(result)
         return
-    cli.out.print(
+    out.print(
         f"exported {result['exported']} new event(s) of {result['read']} read "
         f"to analytics at {result['store']}",
         soft_wrap=True,
     )
     if parquet is not None:
-        cli.out.print(f"wrote {result['rows']} row(s) to {result['parquet']}", soft_wrap=True)
+        out.print(f"wrote {result['rows']} row(s) to {result['parquet']}", soft_wrap=True)
 
 
+@app.command()
 def stats(
     playbook: str = typer.Argument(..., help="Catalog path of the playbook."),
     step: str | None = typer.Argument(None, help="Step name; every step when omitted."),
@@ -139,9 +140,7 @@ def stats(
 ) -> None:
     """Step statistics: runs, failures by error class, attempts, success after k attempts,
     durations and resource use per worker pool."""
-    from noetl_agent.cli import app as cli
-
-    cli._principal().require("viewer", "read analytics")
+    _principal().require("viewer", "read analytics")
 
     async def work(analytics: Analytics) -> list[StepStatistics]:
         if step is None:
@@ -150,13 +149,13 @@ def stats(
 
     found = [s for s in _with_analytics(database, schema, work) if s.runs or s.tool_runs]
     if as_json:
-        cli._print_json({"playbook": playbook, "steps": [s.to_dict() for s in found]})
+        _print_json({"playbook": playbook, "steps": [s.to_dict() for s in found]})
         return
     if not found:
         what = f"step `{step}` of playbook `{playbook}`" if step else f"playbook `{playbook}`"
-        raise cli._fail(
+        raise _fail(
             f"no finished runs of {what} in the event log",
-            cli.EXIT_FAILED,
+            EXIT_FAILED,
             "check the names with `noetl-agent executions list` and `executions show ID`",
         )
     for entry in found:
@@ -164,18 +163,14 @@ def stats(
 
 
 def _print_statistics(s: StepStatistics) -> None:
-    from noetl_agent.cli import app as cli
-
-    cli.out.print(
+    out.print(
         f"[bold]{s.playbook}[/] step [bold]{s.step}[/]: {s.runs} run(s), {s.succeeded} "
         f"succeeded, {s.failed} failed (failure rate {s.failure_rate:.1%}); "
         f"{s.tool_runs} tool run(s), {s.attempts_total} attempt(s)",
         soft_wrap=True,
     )
     if s.errors:
-        table = cli._table(
-            "error class", "failed runs", "of runs", "failed attempts", "of attempts"
-        )
+        table = _table("error class", "failed runs", "of runs", "failed attempts", "of attempts")
         for e in s.errors:
             table.add_row(
                 e.error_class,
@@ -184,16 +179,16 @@ def _print_statistics(s: StepStatistics) -> None:
                 str(e.failed_attempts),
                 f"{e.attempt_rate:.1%}",
             )
-        cli.out.print(table)
+        out.print(table)
     if s.attempts:
-        table = cli._table("attempts", "tool runs", "succeeded", "P(success within k)")
+        table = _table("attempts", "tool runs", "succeeded", "P(success within k)")
         for a in s.attempts:
             table.add_row(
                 str(a.attempts), str(a.tool_runs), str(a.succeeded), f"{a.success_within:.1%}"
             )
-        cli.out.print(table)
+        out.print(table)
     if s.pools:
-        table = cli._table(
+        table = _table(
             "pool", "tool runs", "p50 ms", "p95 ms", "p99 ms", "cpu p50 ms", "peak RSS max KiB"
         )
         for p in s.pools:
@@ -206,7 +201,7 @@ def _print_statistics(s: StepStatistics) -> None:
                 _number(p.cpu_p50_ms),
                 _number(p.peak_rss_max_kb),
             )
-        cli.out.print(table)
+        out.print(table)
 
 
 @analytics_app.command("query")
@@ -220,37 +215,36 @@ def query(
 ) -> None:
     """Run read-only ClickHouse SQL over the analytics tables (exports new events first)."""
     from learning.analytics.errors import QueryFailed, QueryLimitExceeded, QueryRejected
-    from noetl_agent.cli import app as cli
 
-    cli._principal().require("viewer", "read analytics")
+    _principal().require("viewer", "read analytics")
 
     async def work(analytics: Analytics) -> Any:
         try:
             return await analytics.query(sql, max_rows=max_rows, timeout=timeout)
         except QueryLimitExceeded as exc:
-            raise cli._fail(
+            raise _fail(
                 str(exc),
-                cli.EXIT_FAILED,
+                EXIT_FAILED,
                 "add a LIMIT or aggregate, or raise --max-rows / --timeout",
             ) from None
         except QueryRejected as exc:
-            raise cli._fail(str(exc), cli.EXIT_INVALID) from None
+            raise _fail(str(exc), EXIT_INVALID) from None
         except QueryFailed as exc:
-            raise cli._fail(
+            raise _fail(
                 str(exc),
-                cli.EXIT_INVALID,
+                EXIT_INVALID,
                 "see the columns with `noetl-agent analytics query 'DESCRIBE TABLE events'`",
             ) from None
 
     result = _with_analytics(database, schema, work)
     if as_json:
-        cli._print_json(result.to_dict())
+        _print_json(result.to_dict())
         return
-    table = cli._table(*result.columns)
+    table = _table(*result.columns)
     for row in result.rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    cli.out.print(table)
-    cli.out.print(f"[dim]{result.row_count} row(s)[/]")
+    out.print(table)
+    out.print(f"[dim]{result.row_count} row(s)[/]")
 
 
 def _number(value: float | int | None) -> str:

@@ -29,7 +29,6 @@ from engine.dsl.models import Playbook
 from engine.errors import Conflict, NoetlError, NotFound, PlaybookInvalid
 from engine.ports import ExecutionSummary
 from engine.runtime.embedded import Engine, ExecutionOutcome
-from noetl_agent.cli import analytics as analytics_cli
 from noetl_agent.errors import Forbidden, Unauthorized
 from noetl_agent.executions import pending_approvals, summarize
 from noetl_agent.local import local_engine
@@ -70,7 +69,6 @@ tokens_app = typer.Typer(
 app.add_typer(tokens_app, name="tokens")
 db_app = typer.Typer(help="The PostgreSQL schema of the distributed mode.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-analytics_cli.register(app)  # export, stats, analytics query
 
 
 class _LazyConsole:
@@ -111,6 +109,15 @@ DATABASE_OPTION: Any = typer.Option(
 )
 SCHEMA_OPTION: Any = typer.Option(
     "noetl", "--schema", envvar="NOETL_DATABASE_SCHEMA", help="PostgreSQL schema to use."
+)
+NATS_STREAM_OPTION: Any = typer.Option(
+    "NOETL_COMMANDS", "--nats-stream", envvar="NOETL_NATS_STREAM", help="JetStream stream."
+)
+NATS_SUBJECT_PREFIX_OPTION: Any = typer.Option(
+    "noetl.commands",
+    "--nats-subject-prefix",
+    envvar="NOETL_NATS_SUBJECT_PREFIX",
+    help="Subjects are PREFIX.<pool>.",
 )
 
 
@@ -404,15 +411,8 @@ def server(
         show_default=False,
     ),
     schema: str = SCHEMA_OPTION,
-    stream: str = typer.Option(
-        "NOETL_COMMANDS", "--nats-stream", envvar="NOETL_NATS_STREAM", help="JetStream stream."
-    ),
-    subject_prefix: str = typer.Option(
-        "noetl.commands",
-        "--nats-subject-prefix",
-        envvar="NOETL_NATS_SUBJECT_PREFIX",
-        help="Subjects are PREFIX.<pool>.",
-    ),
+    stream: str = NATS_STREAM_OPTION,
+    subject_prefix: str = NATS_SUBJECT_PREFIX_OPTION,
     lease: float = typer.Option(
         30.0,
         "--lease",
@@ -503,15 +503,8 @@ def worker(
     grace: float = typer.Option(
         30.0, "--grace", min=0.0, help="Seconds running commands get to finish on SIGTERM."
     ),
-    stream: str = typer.Option(
-        "NOETL_COMMANDS", "--nats-stream", envvar="NOETL_NATS_STREAM", help="JetStream stream."
-    ),
-    subject_prefix: str = typer.Option(
-        "noetl.commands",
-        "--nats-subject-prefix",
-        envvar="NOETL_NATS_SUBJECT_PREFIX",
-        help="Subjects are PREFIX.<pool>.",
-    ),
+    stream: str = NATS_STREAM_OPTION,
+    subject_prefix: str = NATS_SUBJECT_PREFIX_OPTION,
 ) -> None:
     """Run commands of one pool for a `noetl-agent server` (distributed mode) until SIGTERM
     or Ctrl-C; the token needs the worker role. Serves no HTTP endpoints."""
@@ -1140,4 +1133,5 @@ def main() -> None:
 
 
 # Commands kept in modules of their own register themselves on `app` when imported.
+from noetl_agent.cli import analytics as _analytics  # noqa: E402, F401
 from noetl_agent.cli import learning as _learning  # noqa: E402, F401

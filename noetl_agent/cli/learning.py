@@ -42,17 +42,29 @@ KIND_OPTION: Any = typer.Option(
 JSON_OPTION: Any = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def _local(work: Callable[[History], Awaitable[T]], *, index: bool, quiet: bool) -> T:
-    """Run ``work`` on the embedded stack's history, indexing what is new first."""
+def _answer(
+    server: str | None,
+    token: str | None,
+    remote: Callable[[AsyncClient], Awaitable[T]],
+    local: Callable[[History], Awaitable[T]],
+    *,
+    quiet: bool,
+) -> T:
+    """Ask the server with ``remote`` when there is one (``--server``/``NOETL_SERVER_URL``);
+    else check the local principal may search, index what is new in the embedded stack's
+    history (saying so unless ``quiet``) and answer with ``local``."""
+    endpoint = _endpoint(server, token)
+    if endpoint is not None:
+        return _call_remote(endpoint, remote)
+    _principal().require("viewer", "search execution history")
     from noetl_agent.history import local_history
 
     async def go() -> T:
         async with local_history() as history:
-            if index:
-                report = await history.index()
-                if report.documents and not quiet:
-                    err.print(f"[dim]indexed {report.documents} new document(s)[/]")
-            return await work(history)
+            report = await history.index()
+            if report.documents and not quiet:
+                err.print(f"[dim]indexed {report.documents} new document(s)[/]")
+            return await local(history)
 
     return _run(go, "interrupted")
 
@@ -93,21 +105,15 @@ def search(
 ) -> None:
     """Search past failures, steps, executions and playbooks by meaning, best first."""
     filters = {"playbook_path": playbook} if playbook else {}
-    endpoint = _endpoint(server, token)
-    if endpoint is not None:
 
-        async def remote(api: AsyncClient) -> list[dict[str, Any]]:
-            return await api.search(text, kind=kind, filters=filters, k=limit)
+    async def remote(api: AsyncClient) -> list[dict[str, Any]]:
+        return await api.search(text, kind=kind, filters=filters, k=limit)
 
-        hits = _call_remote(endpoint, remote)
-    else:
-        _principal().require("viewer", "search execution history")
+    async def local(history: History) -> list[dict[str, Any]]:
+        found = await history.search(text, kind=kind, filters=filters, k=limit)
+        return [hit.to_dict() for hit in found]
 
-        async def work(history: History) -> list[dict[str, Any]]:
-            found = await history.search(text, kind=kind, filters=filters, k=limit)
-            return [hit.to_dict() for hit in found]
-
-        hits = _local(work, index=True, quiet=as_json)
+    hits = _answer(server, token, remote, local, quiet=as_json)
     if as_json:
         _print_json(hits)
     else:
@@ -123,26 +129,14 @@ def similar(
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Past failures of other executions that resemble this execution's failure."""
-    endpoint = _endpoint(server, token)
-    if endpoint is not None:
 
-        async def remote(api: AsyncClient) -> dict[str, Any]:
-            return await api.similar(execution_id, k=limit)
+    async def remote(api: AsyncClient) -> dict[str, Any]:
+        return await api.similar(execution_id, k=limit)
 
-        answer = _call_remote(endpoint, remote)
-    else:
-        _principal().require("viewer", "search execution history")
+    async def local(history: History) -> dict[str, Any]:
+        return await history.failure_and_similar(execution_id, k=limit)
 
-        async def work(history: History) -> dict[str, Any]:
-            hits = await history.similar_failures(execution_id=execution_id, k=limit)
-            failure = await history.failure_of(execution_id)
-            return {
-                "execution_id": execution_id,
-                "failure": failure.to_dict() if failure else None,
-                "similar": [hit.to_dict() for hit in hits],
-            }
-
-        answer = _local(work, index=True, quiet=as_json)
+    answer = _answer(server, token, remote, local, quiet=as_json)
     if as_json:
         _print_json(answer["similar"])
         return
@@ -168,25 +162,15 @@ def clusters(
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Group failures of similar meaning across playbooks, largest group first."""
-    endpoint = _endpoint(server, token)
-    if endpoint is not None:
 
-        async def remote(api: AsyncClient) -> list[dict[str, Any]]:
-            return await api.error_clusters(
-                threshold=threshold, min_count=min_count, playbook=playbook
-            )
+    async def remote(api: AsyncClient) -> list[dict[str, Any]]:
+        return await api.error_clusters(threshold=threshold, min_count=min_count, playbook=playbook)
 
-        groups = _call_remote(endpoint, remote)
-    else:
-        _principal().require("viewer", "search execution history")
+    async def local(history: History) -> list[dict[str, Any]]:
+        found = await history.clusters(threshold=threshold, min_count=min_count, playbook=playbook)
+        return [cluster.to_dict() for cluster in found]
 
-        async def work(history: History) -> list[dict[str, Any]]:
-            found = await history.clusters(
-                threshold=threshold, min_count=min_count, playbook=playbook
-            )
-            return [cluster.to_dict() for cluster in found]
-
-        groups = _local(work, index=True, quiet=as_json)
+    groups = _answer(server, token, remote, local, quiet=as_json)
     if as_json:
         _print_json(groups)
         return
@@ -216,21 +200,15 @@ def anomalies(
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Step runs whose duration is far from that step's own history."""
-    endpoint = _endpoint(server, token)
-    if endpoint is not None:
 
-        async def remote(api: AsyncClient) -> list[dict[str, Any]]:
-            return await api.duration_anomalies(playbook=playbook, step=step, threshold=threshold)
+    async def remote(api: AsyncClient) -> list[dict[str, Any]]:
+        return await api.duration_anomalies(playbook=playbook, step=step, threshold=threshold)
 
-        found = _call_remote(endpoint, remote)
-    else:
-        _principal().require("viewer", "search execution history")
+    async def local(history: History) -> list[dict[str, Any]]:
+        rows = await history.anomalies(playbook=playbook, step=step, threshold=threshold)
+        return [row.to_dict() for row in rows]
 
-        async def work(history: History) -> list[dict[str, Any]]:
-            rows = await history.anomalies(playbook=playbook, step=step, threshold=threshold)
-            return [row.to_dict() for row in rows]
-
-        found = _local(work, index=True, quiet=as_json)
+    found = _answer(server, token, remote, local, quiet=as_json)
     if as_json:
         _print_json(found)
         return
