@@ -3,8 +3,9 @@
 ``distributed_stack()`` gives a fresh schema and a JetStream stream of its own (both
 removed afterwards), the command store and queue, an engine on them, PostgreSQL tokens for
 each kind of principal and the app, reachable through ``stack.client()`` (httpx over
-ASGI). ``FakeWorker`` is a worker of the contract in a few lines: take a note, claim the
-command over HTTP, run it with the tool runner and report its events over HTTP.
+ASGI); ``started_note`` starts a playbook and takes the note of its first command.
+``FakeWorker`` is a worker of the contract in a few lines: take a note, claim the command
+over HTTP, run it with the tool runner and report its events over HTTP.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ import httpx
 from fastapi import FastAPI
 
 from engine.adapters.credential_store import CredentialKey, EncryptedCredentialStore
-from engine.adapters.nats.bus import NatsCommandBus
+from engine.adapters.nats.bus import CommandNote, NatsCommandBus
 from engine.adapters.postgres import (
     DistributedCommandQueue,
     PostgresCommandStore,
@@ -37,27 +37,17 @@ from engine.runtime.tool_runner import ToolRunner
 from engine.tools.registry import ToolRegistry
 from noetl_agent.api import create_app
 from noetl_agent.tokens import PostgresTokenStore
+from tests.api.conftest import PRINCIPALS
 from tests.conformance.conftest import fresh_postgres, require_postgres
 from tests.conftest import require_service
+from tests.processes import NATS_URL, port_open
 
-NATS_URL = "nats://127.0.0.1:4222"
 CREDENTIAL_KEY = base64.urlsafe_b64encode(b"distributed-stack-test-key-32-by").decode()
 BASE_URL = "http://noetl.test"
-PRINCIPALS: dict[str, tuple[str, list[str]]] = {
-    "viewer": ("human", ["viewer"]),
-    "operator": ("agent", ["operator"]),
-    "approver": ("human", ["approver"]),
-    "agent-approver": ("agent", ["approver"]),
-    "worker": ("agent", ["worker"]),
-    "admin": ("human", ["admin"]),
-    "agent-admin": ("agent", ["admin"]),
-}
 
 
 def nats_up() -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", 4222)) == 0
+    return port_open(4222)
 
 
 def command_path(command_id: str, action: str) -> str:
@@ -83,6 +73,25 @@ class DistributedStack:
             base_url=BASE_URL,
             headers=self.auth(who) if who else None,
         )
+
+
+async def started_note(stack: DistributedStack, content: str) -> CommandNote:
+    """Register and execute ``content`` as the operator; take (and ack) the note its first
+    command got, which names the execution the server answered with."""
+    async with stack.client("operator") as api:
+        registered = await api.post("/api/catalog/register", json={"content": content})
+        assert registered.status_code == 200, registered.text
+        started = await api.post("/api/execute", json={"path": registered.json()["path"]})
+        assert started.status_code == 202, started.text
+    subscription = await stack.bus.subscribe("cpu")
+    try:
+        delivery = await subscription.next(timeout=5)
+        assert delivery is not None, "no note was published"
+        await delivery.ack()
+    finally:
+        await subscription.aclose()
+    assert delivery.note.execution_id == started.json()["execution_id"], delivery.note
+    return delivery.note
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,12 @@ from engine.core.events import Event
 from engine.runtime.tool_runner import ToolRunner
 from engine.tools.registry import ToolRegistry
 from tests.api.conftest import HELLO
-from tests.distributed_stack import DistributedStack, command_path, distributed_stack
+from tests.distributed_stack import (
+    DistributedStack,
+    command_path,
+    distributed_stack,
+    started_note,
+)
 
 
 @pytest.fixture
@@ -31,29 +36,13 @@ async def api(stack: DistributedStack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _started(api: httpx.AsyncClient, stack: DistributedStack) -> tuple[str, CommandNote]:
-    """Register and execute HELLO; return the execution id and the note its step got."""
-    registered = await api.post(
-        "/api/catalog/register", json={"content": HELLO}, headers=stack.auth("operator")
-    )
-    assert registered.status_code == 200, registered.text
-    started = await api.post(
-        "/api/execute", json={"path": "api/hello"}, headers=stack.auth("operator")
-    )
-    assert started.status_code == 202, started.text
-    subscription = await stack.bus.subscribe("cpu")
-    delivery = await subscription.next(timeout=5)
-    assert delivery is not None, "no note was published"
-    await delivery.ack()
-    return str(started.json()["execution_id"]), delivery.note
-
-
 def _claim(worker_id: str, lease: float = 30) -> dict[str, object]:
     return {"worker_id": worker_id, "lease_seconds": lease}
 
 
 async def test_a_note_names_a_command_one_worker_can_claim(api, stack):
-    execution_id, note = await _started(api, stack)
+    note = await started_note(stack, HELLO)
+    execution_id = note.execution_id
     assert note == CommandNote(execution_id, f"{execution_id}:start#1", "cpu")
     path = command_path(note.command_id, "claim")
 
@@ -76,7 +65,7 @@ async def test_a_note_names_a_command_one_worker_can_claim(api, stack):
 
 
 async def test_a_heartbeat_extends_the_holders_claim(api, stack):
-    _, note = await _started(api, stack)
+    note = await started_note(stack, HELLO)
     claimed = await api.post(
         command_path(note.command_id, "claim"), json=_claim("w1", 5), headers=stack.auth("worker")
     )
@@ -97,7 +86,7 @@ async def test_a_heartbeat_extends_the_holders_claim(api, stack):
 @pytest.mark.parametrize("who", ["viewer", "operator"])
 @pytest.mark.parametrize("action", ["claim", "heartbeat"])
 async def test_only_workers_may_claim_and_heartbeat(api, stack, who, action):
-    _, note = await _started(api, stack)
+    note = await started_note(stack, HELLO)
 
     refused = await api.post(
         command_path(note.command_id, action), json=_claim("w1"), headers=stack.auth(who)
@@ -123,7 +112,8 @@ async def test_unknown_commands_and_bad_bodies(api, stack):
 
 
 async def test_the_final_tool_event_completes_the_command(api, stack):
-    execution_id, note = await _started(api, stack)
+    note = await started_note(stack, HELLO)
+    execution_id = note.execution_id
     claimed = await api.post(
         command_path(note.command_id, "claim"), json=_claim("w1"), headers=stack.auth("worker")
     )
@@ -183,7 +173,7 @@ async def test_health_checks_the_database_and_nats(api, stack):
 
 
 async def test_metrics_show_the_queue_depth_per_pool(api, stack):
-    await _started(api, stack)
+    await started_note(stack, HELLO)
 
     text = (await api.get("/metrics")).text
 

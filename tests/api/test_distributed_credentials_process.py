@@ -5,19 +5,16 @@ it, and the value appears in no event, API answer, CLI output or log."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.api.test_distributed_server_process import NOETL_AGENT, _cli, setup
-from tests.api.test_server_process import _free_port, _wait_healthy
+from tests.processes import NOETL_AGENT, cli, distributed_env, serve, stop
 
-__all__ = ["setup"]  # the fixture, used by name
+__all__ = ["distributed_env"]  # the fixture, used by name
 
 QUERY = """\
 apiVersion: noetl.io/v2
@@ -31,22 +28,15 @@ workflow:
 """
 
 
-def _stop(process: subprocess.Popen[str], log: Path) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise AssertionError(f"did not stop on SIGTERM:\n{log.read_text()}") from None
-
-
 @pytest.mark.slow
-async def test_a_worker_uses_a_credential_stored_on_the_distributed_server(setup, tmp_path):
-    env, dsn, _ = setup
+async def test_a_worker_uses_a_credential_stored_on_the_distributed_server(
+    distributed_env, tmp_path
+):
+    env, dsn, _ = distributed_env
     secret, leaky = f"pw-{uuid.uuid4().hex}", f"missing_{uuid.uuid4().hex}"
     parts = urlsplit(dsn)
     admin, operator, worker_token = (
-        _cli(env, "tokens", "create", "--name", name, "--kind", kind, "--role", role)
+        cli(env, "tokens", "create", "--name", name, "--kind", kind, "--role", role)
         for name, kind, role in (
             ("root", "human", "admin"),
             ("ci", "agent", "operator"),
@@ -56,20 +46,11 @@ async def test_a_worker_uses_a_credential_stored_on_the_distributed_server(setup
     tokens = [
         created.stdout.strip().splitlines()[-1] for created in (admin, operator, worker_token)
     ]
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     server_log, worker_log = tmp_path / "server.log", tmp_path / "worker.log"
-    with server_log.open("w") as sink:
-        server = subprocess.Popen(
-            [NOETL_AGENT, "server", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            text=True,
-        )
+    server, url = serve(env, server_log)
     worker: subprocess.Popen[str] | None = None
+    stopped: list[int] = []
     try:
-        _wait_healthy(url, server, server_log)
         as_admin = dict(env, NOETL_SERVER_URL=url, NOETL_TOKEN=tokens[0])
         fields = [
             f"host={parts.hostname}",
@@ -78,19 +59,19 @@ async def test_a_worker_uses_a_credential_stored_on_the_distributed_server(setup
             f"password={secret}",
         ]
         for name, database in (("warehouse", "postgres"), ("leaky", leaky)):
-            stored = _cli(
+            stored = cli(
                 as_admin, "credentials", "set", name, "--kind", "postgres",
                 *(arg for field in fields for arg in ("-f", field)), "-f", f"database={database}",
             )  # fmt: skip
             assert stored.returncode == 0, stored.stderr
             assert f"stored credential {name} (postgres, 5 fields)" in stored.stdout
-        listed = _cli(as_admin, "credentials", "list", "--json")
+        listed = cli(as_admin, "credentials", "list", "--json")
         assert json.loads(listed.stdout) == [
             {"name": "leaky", "kind": "postgres"},
             {"name": "warehouse", "kind": "postgres"},
         ]
         # A viewer-free check of the role: the operator may not manage credentials.
-        refused = _cli(dict(as_admin, NOETL_TOKEN=tokens[1]), "credentials", "list")
+        refused = cli(dict(as_admin, NOETL_TOKEN=tokens[1]), "credentials", "list")
         assert refused.returncode == 1
         assert "needs the admin role" in refused.stderr
 
@@ -135,8 +116,9 @@ async def test_a_worker_uses_a_credential_stored_on_the_distributed_server(setup
         assert secret not in seen and leaky not in seen
     finally:
         if worker is not None:
-            _stop(worker, worker_log)
-        _stop(server, server_log)
+            stopped.append(stop(worker))
+        stopped.append(stop(server))
+    assert stopped == [0, 0], (server_log.read_text(), worker_log.read_text())
     for log in (server_log, worker_log):
         text = log.read_text()
         assert secret not in text and leaky not in text, log.name

@@ -4,48 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
-NOETL_AGENT = Path(sys.executable).parent / "noetl-agent"
+from tests.processes import NOETL_AGENT, cli, serve, stop
+
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "cli" / "playbooks"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _create_token(env: dict[str, str], name: str, kind: str, role: str) -> str:
-    created = subprocess.run(
-        [NOETL_AGENT, "tokens", "create", "--name", name, "--kind", kind, "--role", role],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    created = cli(env, "tokens", "create", "--name", name, "--kind", kind, "--role", role)
     assert created.returncode == 0, created.stderr
     return created.stdout.strip().splitlines()[-1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen[str], log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"the server exited:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url}/health did not answer within {timeout} s")
 
 
 def test_run_through_a_server_process(tmp_path):
@@ -56,19 +28,9 @@ def test_run_through_a_server_process(tmp_path):
         for name, kind, role in (("ci", "agent", "operator"), ("ann", "human", "approver"))
     )
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    with log.open("w") as sink:  # a file, not a pipe: access logs must never block the server
-        server = subprocess.Popen(
-            [NOETL_AGENT, "server", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            text=True,
-        )
+    server, url = serve(env, log)
     try:
-        _wait_healthy(url, server, log)
         client_env = dict(env, NOETL_TOKEN=token)
         runs = [
             subprocess.Popen(
@@ -135,12 +97,6 @@ def test_run_through_a_server_process(tmp_path):
         )
         assert shown.json()["status"] == "completed"
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-            raise
-    assert server.returncode == 0, log.read_text()
+        code = stop(server)
+    assert code == 0, log.read_text()
     assert f"serving {url}" in log.read_text()

@@ -13,8 +13,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from engine.adapters.nats.bus import CommandNote
-from tests.distributed_stack import DistributedStack, command_path, distributed_stack
+from tests.distributed_stack import (
+    DistributedStack,
+    command_path,
+    distributed_stack,
+    started_note,
+)
 
 SECRET = f"pw-{uuid.uuid4().hex}"
 PLAYBOOK = """\
@@ -53,24 +57,6 @@ async def api(stack: DistributedStack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _started(api: httpx.AsyncClient, stack: DistributedStack, content: str) -> CommandNote:
-    registered = await api.post(
-        "/api/catalog/register", json={"content": content}, headers=stack.auth("operator")
-    )
-    assert registered.status_code == 200, registered.text
-    path = registered.json()["path"]
-    started = await api.post("/api/execute", json={"path": path}, headers=stack.auth("operator"))
-    assert started.status_code == 202, started.text
-    subscription = await stack.bus.subscribe("cpu")
-    try:
-        delivery = await subscription.next(timeout=5)
-        assert delivery is not None, "no note was published"
-        await delivery.ack()
-    finally:
-        await subscription.aclose()
-    return delivery.note
-
-
 def _credential_path(command_id: str, name: str) -> str:
     return command_path(command_id, "credentials") + f"/{name}"
 
@@ -85,7 +71,7 @@ async def _store(api: httpx.AsyncClient, stack: DistributedStack, name: str) -> 
 async def test_the_worker_holding_the_claim_gets_the_credentials_its_command_names(api, stack):
     for name in ("warehouse", "declared", "unrelated"):
         await _store(api, stack, name)
-    note = await _started(api, stack, PLAYBOOK)
+    note = await started_note(stack, PLAYBOOK)
     worker = stack.auth("worker")
     claim = await api.post(
         command_path(note.command_id, "claim"), json={"worker_id": "w1"}, headers=worker
@@ -133,7 +119,7 @@ async def test_the_worker_holding_the_claim_gets_the_credentials_its_command_nam
 
 async def test_no_credential_without_an_active_claim(api, stack):
     await _store(api, stack, "warehouse")
-    note = await _started(api, stack, PLAYBOOK)
+    note = await started_note(stack, PLAYBOOK)
     worker = stack.auth("worker")
     path = _credential_path(note.command_id, "warehouse")
     unclaimed = await api.post(path, json={"worker_id": "w1"}, headers=worker)
@@ -155,7 +141,7 @@ async def test_no_credential_without_an_active_claim(api, stack):
 
 
 async def test_a_credential_the_server_does_not_store_is_404(api, stack):
-    note = await _started(api, stack, PLAYBOOK)
+    note = await started_note(stack, PLAYBOOK)
     worker = stack.auth("worker")
     await api.post(command_path(note.command_id, "claim"), json={"worker_id": "w1"}, headers=worker)
     missing = await api.post(
@@ -167,7 +153,7 @@ async def test_a_credential_the_server_does_not_store_is_404(api, stack):
 
 async def test_values_handed_out_are_masked_in_what_the_worker_reports(api, stack):
     await _store(api, stack, "warehouse")
-    note = await _started(api, stack, PLAYBOOK)
+    note = await started_note(stack, PLAYBOOK)
     worker = stack.auth("worker")
     claimed = await api.post(
         command_path(note.command_id, "claim"), json={"worker_id": "w1"}, headers=worker
@@ -197,35 +183,10 @@ async def test_values_handed_out_are_masked_in_what_the_worker_reports(api, stac
     assert "connected with ***" in json.dumps(log.json())
 
 
-async def test_the_embedded_stack_hands_out_no_command_credentials(tmp_path):
-    from engine.adapters.sqlite.stores import SqliteDatabase
-    from engine.runtime.embedded import Engine
-    from noetl_agent.api import create_app
-    from noetl_agent.tokens import SqliteTokenStore
-
-    db = SqliteDatabase.open(tmp_path / "noetl.db")
-    engine = Engine(db.events, db.catalog)
-    tokens = SqliteTokenStore(db)
-    token = await tokens.create("w", "agent", ["worker"])
-    transport = httpx.ASGITransport(app=create_app(engine, tokens))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://noetl.test") as http:
-            answer = await http.post(
-                _credential_path("x:start#1", "warehouse"),
-                json={"worker_id": "w1"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        assert answer.status_code == 404
-        assert "embedded stack" in answer.json()["detail"]
-    finally:
-        await engine.aclose()
-        db.close()
-
-
 async def test_a_command_whose_workers_keep_dying_fails_its_step():
     stacked = distributed_stack(lease=30, reap_interval=0.1, max_claims=2)
     async with stacked as stack, stack.client() as api:
-        note = await _started(api, stack, PLAIN)
+        note = await started_note(stack, PLAIN)
         path = command_path(note.command_id, "claim")
         attempts = []
         for worker_id in ("doomed-1", "doomed-2"):

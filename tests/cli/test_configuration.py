@@ -8,54 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.api.test_distributed_server_process import setup
-from tests.api.test_server_process import NOETL_AGENT, PLAYBOOKS, _free_port, _wait_healthy
+from tests.processes import cli, distributed_env, free_port, serve, stop
 
-__all__ = ["setup"]  # the fixture, used by name
+__all__ = ["distributed_env"]  # the fixture, used by name
 
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 UNUSED = "http://127.0.0.1:9"  # nothing listens on the discard port
 ID = re.compile(r"\b[0-9a-f]{21}\b")
 DURATION = re.compile(r"\b\d+(\.\d+)? (ms|s)\b")
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NOETL_AGENT, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def _serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [NOETL_AGENT, "server", "--port", str(port), *args],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server, log)
-    except BaseException:
-        _stop(server)
-        raise
-    return server, url
-
-
-def _stop(server: subprocess.Popen[str]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        raise
 
 
 def _normal(text: str, url: str) -> list[str]:
@@ -76,22 +42,20 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.mark.slow
 def test_the_embedded_server_and_its_clients_configured_by_environment_and_flags(env, tmp_path):
-    created = _cli(env, "tokens", "create", "--name", "ci", "--kind", "agent", "--role", "operator")
+    created = cli(env, "tokens", "create", "--name", "ci", "--kind", "agent", "--role", "operator")
     assert created.returncode == 0, created.stderr
     token = created.stdout.splitlines()[-1]
     assert re.fullmatch(r"\S{20,}", token), created.stdout
     assert "copy it now" in created.stderr
 
-    server, url = _serve(env, tmp_path / "server.log")
+    server, url = serve(env, tmp_path / "server.log")
     try:
         health = httpx.get(f"{url}/health", timeout=5).json()
         assert set(health["checks"]) == {"event_store", "catalog", "tokens"}  # embedded
 
         playbook = str(PLAYBOOKS / "hello.yaml")
-        local = _cli(env, "run", playbook, "--set", "n=3")
-        remote = _cli(
-            dict(env, NOETL_TOKEN=token), "run", playbook, "--set", "n=3", "--server", url
-        )
+        local = cli(env, "run", playbook, "--set", "n=3")
+        remote = cli(dict(env, NOETL_TOKEN=token), "run", playbook, "--set", "n=3", "--server", url)
         assert local.returncode == remote.returncode == 0, (local.stderr, remote.stderr)
         assert _normal(remote.stdout, url) == _normal(local.stdout, url)
         assert _normal(remote.stderr, url) == _normal(local.stderr, url)
@@ -99,44 +63,44 @@ def test_the_embedded_server_and_its_clients_configured_by_environment_and_flags
         assert any(line.startswith("✓ double") for line in _normal(local.stderr, url))
 
         listing = ("catalog", "list", "--json")
-        by_env = _cli(dict(env, NOETL_SERVER_URL=url, NOETL_TOKEN=token), *listing)
+        by_env = cli(dict(env, NOETL_SERVER_URL=url, NOETL_TOKEN=token), *listing)
         assert by_env.returncode == 0, by_env.stderr
         assert '"path": "tests/cli/hello"' in by_env.stdout
-        bad_token = _cli(dict(env, NOETL_SERVER_URL=url, NOETL_TOKEN="not-a-token"), *listing)
+        bad_token = cli(dict(env, NOETL_SERVER_URL=url, NOETL_TOKEN="not-a-token"), *listing)
         assert bad_token.returncode == 1
         assert "NOETL_TOKEN" in bad_token.stderr
-        token_flag = _cli(
+        token_flag = cli(
             dict(env, NOETL_SERVER_URL=url, NOETL_TOKEN="not-a-token"), "--token", token, *listing
         )
         assert token_flag.returncode == 0, token_flag.stderr
         assert token_flag.stdout == by_env.stdout
         dead_env = dict(env, NOETL_SERVER_URL=UNUSED, NOETL_TOKEN=token)
-        unreachable = _cli(dead_env, *listing)
+        unreachable = cli(dead_env, *listing)
         assert unreachable.returncode == 1
         assert UNUSED in unreachable.stderr
-        server_flag = _cli(dead_env, "--server", url, *listing)
+        server_flag = cli(dead_env, "--server", url, *listing)
         assert server_flag.returncode == 0, server_flag.stderr
         assert server_flag.stdout == by_env.stdout
-        no_token = _cli(dict(env, NOETL_SERVER_URL=url), *listing)
+        no_token = cli(dict(env, NOETL_SERVER_URL=url), *listing)
         assert no_token.returncode == 2
         assert "no API token for the server" in no_token.stderr
     finally:
-        _stop(server)
-    assert server.returncode == 0
+        code = stop(server)
+    assert code == 0
 
 
 @pytest.mark.slow
-def test_database_and_nats_flags_override_the_environment(setup, tmp_path):
-    env, dsn, _ = setup
+def test_database_and_nats_flags_override_the_environment(distributed_env, tmp_path):
+    env, dsn, _ = distributed_env
     wrong = dict(
         env,
         NOETL_DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
         NOETL_NATS_URL="nats://127.0.0.1:9",
     )
-    refused = _cli(wrong, "server", "--port", str(_free_port()))
+    refused = cli(wrong, "server", "--port", str(free_port()))
     assert refused.returncode == 1
     assert "127.0.0.1:9" in refused.stderr  # the environment's address was used
-    server, url = _serve(
+    server, url = serve(
         wrong, tmp_path / "server.log", "--database", dsn, "--nats", env["NOETL_NATS_URL"]
     )
     try:
@@ -144,5 +108,5 @@ def test_database_and_nats_flags_override_the_environment(setup, tmp_path):
         assert health["status"] == "ok"
         assert {"database", "nats"} <= set(health["checks"])
     finally:
-        _stop(server)
-    assert server.returncode == 0
+        code = stop(server)
+    assert code == 0

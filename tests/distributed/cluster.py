@@ -13,19 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from engine.adapters.nats.bus import NatsCommandBus
 from engine.adapters.postgres import PostgresDatabase
@@ -33,50 +27,18 @@ from noetl_agent.client import Client
 from noetl_agent.tokens import PostgresTokenStore
 from tests.conformance.conftest import require_postgres
 from tests.conftest import require_service
+from tests.processes import (
+    NATS_URL,
+    NOETL_AGENT,
+    free_port,
+    port_open,
+    stop,
+    wait_for,
+    wait_healthy,
+)
 
-NOETL_AGENT = Path(sys.executable).parent / "noetl-agent"
-NATS_URL = "nats://127.0.0.1:4222"
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 ROLES = {"operator": "operator", "viewer": "viewer", "worker": "worker"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(
-    condition: Callable[[], object],
-    timeout: float,
-    what: str,
-    logs: Callable[[], str] = lambda: "",
-) -> None:
-    """Poll ``condition()`` every 0.05 s until true; fail naming ``what`` (and showing
-    ``logs()``) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s\n{logs()}")
-        time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    """Send ``sig`` and wait for the exit (SIGKILL after 15 s); return the exit code."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return int(process.returncode)
 
 
 @dataclass
@@ -193,16 +155,7 @@ class ProcessCluster:
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
             )
-        server = self.server
-
-        def healthy() -> bool:
-            assert server.poll() is None, f"the server exited:\n{log.read_text()}"
-            try:
-                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(healthy, 30, f"{self.url}/health answering 200", log.read_text)
+        wait_healthy(self.url, self.server, log)
 
     def start_worker(self, token: str | None = None) -> subprocess.Popen[bytes]:
         """Start a worker with the worker token (or ``token``); its log is ``worker<n>.log``."""

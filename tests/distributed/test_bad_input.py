@@ -13,7 +13,8 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.distributed.cluster import NOETL_AGENT, ProcessCluster, postgres_dsn, require_nats
+from tests.distributed.cluster import ProcessCluster, postgres_dsn, require_nats
+from tests.processes import NOETL_AGENT
 
 pytestmark = pytest.mark.slow
 

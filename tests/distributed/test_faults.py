@@ -18,14 +18,8 @@ import pytest
 from engine.core import events as ev
 from engine.core.commands import RunTool
 from engine.core.events import Event
-from tests.distributed.cluster import (
-    PrivateNats,
-    ProcessCluster,
-    postgres_dsn,
-    require_nats,
-    stop,
-    wait_for,
-)
+from tests.distributed.cluster import PrivateNats, ProcessCluster, postgres_dsn, require_nats
+from tests.processes import stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from uvicorn.logging import AccessFormatter
 
 from engine.adapters.credential_store import KEY_ENV, CredentialKey, EncryptedCredentialStore
 from engine.adapters.credentials import MemoryCredentialProvider
@@ -32,6 +33,7 @@ from engine.runtime.redaction import (
     RedactingFilter,
     Redactor,
     install_log_redaction,
+    redact_record,
 )
 from tests.conformance.conftest import require_postgres
 from tests.echo_server import echo_server
@@ -139,6 +141,32 @@ def test_installed_redaction_covers_every_logger_and_handler() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue() == f"header X-Api-Key: {MASK}\n"
+
+
+def test_an_access_log_line_is_masked_and_keeps_the_arguments_uvicorn_unpacks() -> None:
+    redactor = Redactor()
+    redactor.add("hunter2-secret")
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("10.1.2.3:5000", "GET", "/api/x?token=hunter2-secret", "1.1", 200),
+        None,
+    )
+    redact_record(record, redactor)
+    line = AccessFormatter("%(client_addr)s %(request_line)s %(status_code)s").format(record)
+    assert line.startswith("10.1.2.3:5000 GET /api/x?token=*** HTTP/1.1 200")
+    assert "hunter2" not in line
+
+
+def test_a_secret_split_between_format_and_argument_is_still_masked() -> None:
+    redactor = Redactor()
+    redactor.add("hunter2-secret")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "key hunter2-%s", ("secret",), None)
+    redact_record(record, redactor)
+    assert record.getMessage() == f"key {MASK}"
 
 
 # --- end to end: the engine with the encrypted store ----------------------------------

@@ -20,13 +20,11 @@ from engine.worker.remote import (
     WorkerUnauthorized,
     command_path,
 )
-from engine.worker.service import WorkerService
 from tests.engine.worker.fake_server import (
     VIEWER_TOKEN,
     WORKER_TOKEN,
     FakeServer,
     free_port,
-    global_id,
 )
 
 FAST = Backoff(initial=0.02, factor=2, maximum=0.2)
@@ -212,87 +210,6 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
             await remote.claim("e1:a#1", 30)
     finally:
         await remote.aclose()
-
-
-# -- a lost claim cancels the run (service over an in-memory bus) --------------------------
-
-
-class _Delivery:
-    def __init__(self, command_id: str) -> None:
-        self.note = _Note(command_id)
-        self.deliveries = 1
-        self.acked = asyncio.Event()
-        self.naked: list[float | None] = []
-
-    async def ack(self) -> None:
-        self.acked.set()
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.naked.append(delay)
-
-    async def in_progress(self) -> None:
-        pass
-
-
-class _Note:
-    def __init__(self, command_id: str) -> None:
-        self.command_id = command_id
-        self.execution_id = command_id.partition(":")[0]
-        self.pool = "cpu"
-
-
-class _Subscription:
-    def __init__(self, deliveries: list[_Delivery]) -> None:
-        self._deliveries = deliveries
-
-    async def next(self, timeout: float = 1.0) -> _Delivery | None:
-        if self._deliveries:
-            return self._deliveries.pop(0)
-        await asyncio.sleep(timeout)
-        return None
-
-    async def aclose(self) -> None:
-        pass
-
-
-class _Bus:
-    def __init__(self, *deliveries: _Delivery) -> None:
-        self.deliveries = list(deliveries)
-
-    async def subscribe(self, pool: str) -> _Subscription:
-        return _Subscription(self.deliveries)
-
-
-async def test_a_heartbeat_answered_409_cancels_the_run(
-    server: FakeServer, remote: HttpWorkerRemote
-) -> None:
-    command = RunTool(
-        execution_id="e9",
-        step="slow",
-        step_run_id="slow#1",
-        tools=({"kind": "shell", "command": "sleep 20"},),
-        step_input={},
-        context={},
-    )
-    command_id = server.add(command)
-    delivery = _Delivery(command_id)
-    service = WorkerService(_Bus(delivery), remote, "cpu", concurrency=1, lease_seconds=0.3)
-    serving = asyncio.create_task(service.run())
-    try:
-        await server.wait_for(lambda: len(server.heartbeats) >= 1)
-        assert service.running == 1
-        server.lost.add(command_id)
-        await asyncio.wait_for(delivery.acked.wait(), 5)  # the note is not ours any more
-        async with asyncio.timeout(5):
-            while service.running:
-                await asyncio.sleep(0.01)
-        assert service.completed == 0 and not delivery.naked
-        types = [event["event_type"] for event in server.events_of(command_id)]
-        assert "tool.processed" not in types
-        assert global_id(command) not in server.done
-    finally:
-        service.stop()
-        await asyncio.wait_for(serving, 10)
 
 
 async def test_check_agrees_with_the_real_api_on_who_may_report(tmp_path: Path) -> None:

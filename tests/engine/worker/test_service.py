@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,16 +17,10 @@ from engine.core.commands import RunTool
 from engine.worker.remote import Backoff, HttpWorkerRemote
 from engine.worker.service import WorkerService
 from tests.conftest import require_service
+from tests.distributed_stack import NATS_URL, nats_up
 from tests.engine.worker.fake_server import WORKER_TOKEN, FakeServer
 
-NATS_URL = "nats://127.0.0.1:4222"
 ACK_WAIT = 1.0
-
-
-def _nats_up() -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", 4222)) == 0
 
 
 class Stack:
@@ -94,7 +87,7 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    require_service(_nats_up(), "NATS with JetStream at 127.0.0.1:4222")
+    require_service(nats_up(), "NATS with JetStream at 127.0.0.1:4222")
     server = FakeServer()
     await server.start()
     stack = Stack(f"T_{uuid.uuid4().hex[:12]}", server)
@@ -214,5 +207,20 @@ async def test_a_second_note_for_a_running_command_does_not_run_it_twice(stack: 
     await stack.server.wait_for(lambda: command_id in stack.server.done)
     await _until(lambda: stack.services[0][0].running == 0)
     assert stack.server.claims == [(command_id, "w1")]
+    consumer = await stack.consumer()
+    assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
+
+
+async def test_a_heartbeat_answered_409_cancels_the_run(stack: Stack) -> None:
+    service = await stack.worker("w1", concurrency=1, lease=0.3)
+    [command_id] = await stack.publish(_shell(1, "sleep 20"))
+    await stack.server.wait_for(lambda: len(stack.server.heartbeats) >= 1)
+    assert service.running == 1
+    stack.server.lost.add(command_id)  # the server took the claim away
+    await _until(lambda: service.running == 0, timeout=5)
+    assert service.completed == 0
+    assert _final(stack.server, command_id) == [] and command_id not in stack.server.done
+    await asyncio.sleep(ACK_WAIT * 1.5)  # long enough for a released note to come back
+    assert stack.server.claims == [(command_id, "w1")]  # the note is not ours any more
     consumer = await stack.consumer()
     assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
