@@ -15,11 +15,23 @@ A document is built from the whole history of its execution (so a step's tool ki
 start time are known even when the indexer reads the log in pieces) but belongs to one
 event, whose id makes its key: rebuilding it gives the same key, so indexing is
 idempotent. Everything here is pure; secrets are masked by the indexer afterwards.
+
+What is embedded is not always the stored text (:func:`vector_inputs`): a failure's
+``message`` vector is made from its error message rewritten to say its cause plainly
+(:func:`normalise_error`: volatile values such as paths, hosts and ids become their kind,
+identifiers become words, the exception class goes after the message, HTTP statuses and
+errno names get their standard meaning), so the same cause worded by different libraries
+lands close; and a failure's ``text`` vector is blended with that vector
+(:data:`BLENDED`), so a description of the cause finds the failure even when its step,
+playbook and inputs are about something else.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,13 +41,17 @@ from engine.core import events as ev
 from engine.core.events import Event
 from engine.dsl.models import Playbook
 from engine.ports import CatalogEntry
-from learning.vector_store import point_id
+from learning.vector_store import TEXT, point_id
 
 MAX_MESSAGE = 1000  # characters of an error message kept
 MAX_SUMMARY = 300  # characters of an inputs or workload summary
 TRIGGERS = frozenset(
     {ev.STEP_FINISHED, ev.RETRY_PROCESSED, ev.PLAYBOOK_PROCESSED, ev.PLAYBOOK_REGISTERED}
 )
+CAUSE = "message"  # the failures' aspect: the error message, embedded by its cause
+BLENDED: dict[str, tuple[str, ...]] = {"failures": (CAUSE,)}
+"""Per kind, the aspects whose vectors are added into the ``text`` vector (which is then
+normalised again), so that the whole-text vector leans towards them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +67,92 @@ class Document:
     @property
     def id(self) -> str:
         return point_id(self.kind, self.key)
+
+
+# ---------------------------------------------------------------------------- causes
+
+_ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\]\s*")
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
+_IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+_PATH = re.compile(r"(?<![\w/])(?:[A-Za-z]:)?(?:/{1,2}[\w.@%+~-]+){2,}/?")
+# a lower-case dotted name with a port, or with at least three labels: db.internal:5432,
+# api.example.com (not file.csv, nor java.lang.OutOfMemoryError)
+_HOST = re.compile(r"\b(?:[a-z0-9-]+\.)+[a-z]{2,}:\d+\b|\b(?:[a-z0-9-]+\.){2,}[a-z]{2,}\b")
+_IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:[._][A-Za-z0-9]+)*\b")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_CLASS = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.S)
+_HTTP_CODE = re.compile(r"\b([45]\d\d)\b")
+_HTTP_WORD = re.compile(r"\b(?:http|status)\b", re.I)
+_ERRNO_NAME = re.compile(r"\bE[A-Z]{3,}\b")
+
+
+def _words(identifier: str) -> str:
+    """``ConnectionRefusedError`` → ``connection refused error``; ``order_id`` →
+    ``order id``; a name whose pieces would be single letters (``GiB``) stays."""
+    if identifier.isupper():
+        return identifier
+    pieces: list[str] = []
+    for part in re.split(r"[._]", identifier):
+        split = _CAMEL.split(part)
+        pieces.extend(split if all(len(piece) > 1 for piece in split) else [part])
+    words = " ".join(pieces)
+    return words.lower() if words != identifier else identifier
+
+
+def _meanings(text: str) -> list[str]:
+    """The standard meaning of the HTTP error statuses (with their phrase, or beside the
+    word HTTP or status) and of the errno names (``ECONNREFUSED``) that ``text`` cites."""
+    from http import HTTPStatus
+
+    found: list[str] = []
+    for match in _HTTP_CODE.finditer(text):
+        try:
+            status = HTTPStatus(int(match.group(1)))
+        except ValueError:
+            continue
+        if status.phrase.lower() in text.lower() or _HTTP_WORD.search(text):
+            found.append(f"{status.phrase}: {status.description}")
+    for match in _ERRNO_NAME.finditer(text):
+        code = getattr(errno, match.group(0), None)
+        if isinstance(code, int):
+            found.append(os.strerror(code))
+    return list(dict.fromkeys(found))
+
+
+def normalise_error(message: str) -> str:
+    """``message`` rewritten to say its cause plainly, for comparing failures by meaning:
+    volatile values (errno prefixes, URLs, ids, IP addresses, paths, host names) become
+    the word for their kind, identifiers become words, a leading exception class moves
+    after the message, and the standard meanings of the HTTP statuses and errno names it
+    cites are added on separate lines."""
+    text = message.strip()
+    head = _CLASS.match(text)
+    if head:
+        text = f"{head.group(2)} ({head.group(1)})"
+    text = _ERRNO_PREFIX.sub("", text)
+    text = _URL.sub(" url ", text)
+    text = _UUID.sub(" id ", text)
+    text = _IP.sub(" host ", text)
+    text = _PATH.sub(" path ", text)
+    text = _HOST.sub(" host ", text)
+    text = re.sub(r"[ \t]+", " ", text).strip()
+    text = _IDENTIFIER.sub(lambda match: _words(match.group(0)), text)
+    return "\n".join([text, *_meanings(text)])
+
+
+def vector_inputs(document: Document) -> dict[str, str]:
+    """The text embedded for each named vector of ``document`` (``text`` and each
+    aspect), made from the document as stored, so after its secrets are masked: a
+    failure's message by :func:`normalise_error`, everything else as it is."""
+    inputs = {TEXT: document.text}
+    for name, text in document.aspects.items():
+        cause = document.kind == "failures" and name == CAUSE
+        inputs[name] = normalise_error(text) if cause else text
+    return inputs
+
+
+# ---------------------------------------------------------------------------- documents
 
 
 def produces_documents(event: Event) -> bool:

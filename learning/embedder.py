@@ -81,19 +81,29 @@ class SentenceEmbedder:
             return self._model
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Unit vectors for ``texts``, in batches of ``batch_size``."""
+        """Unit vectors for ``texts``, in their order.
+
+        The texts are embedded shortest first, ``batch_size`` at a time, so that each
+        batch pads little (as ``encode`` does within one call, here across the whole
+        call); the model is held one batch at a time, so a search's query waits for one
+        batch of a long indexing call, not for all of it."""
         if not texts:
             return []
         model = self._load()
-        with self._lock:  # one encode at a time: torch already uses every core
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        result: list[list[float]] = vectors.tolist()
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        result: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            with self._lock:  # one encode at a time: torch already uses its threads
+                vectors = model.encode(
+                    [texts[index] for index in chosen],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            for index, vector in zip(chosen, vectors.tolist(), strict=True):
+                result[index] = vector
         return result
 
 

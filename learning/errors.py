@@ -5,7 +5,8 @@ NoetlError (engine.errors)
     ├── ModelUnavailable     the bundled embedding model cannot be loaded
     ├── IndexUnavailable     the vector index cannot be opened or reached
     ├── SecretsUnavailable   a credential to mask cannot be read, so nothing is indexed
-    └── InvalidQuery         a search names an unknown kind or filter, or has no text
+    ├── InvalidQuery         a search names an unknown kind or filter, or has no text
+    └── PatchError           a policy patch that does not fit the playbook it targets
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ class SecretsUnavailable(LearningError):
 
 class InvalidQuery(LearningError):
     """A search request that cannot be answered as given."""
+
+
+class PatchError(LearningError):
+    """A policy patch that does not fit the playbook document it is applied to."""

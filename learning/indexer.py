@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,13 @@ from engine.dsl.models import Playbook
 from engine.errors import NotFound, PlaybookInvalid
 from engine.ports import CatalogStore, EventStore
 from engine.runtime.redaction import Redactor
-from learning.documents import Document, execution_documents, playbook_document
+from learning.documents import (
+    BLENDED,
+    Document,
+    execution_documents,
+    playbook_document,
+    vector_inputs,
+)
 from learning.documents import produces_documents as _produces
 from learning.embedder import Embedder, shared_embedder
 from learning.errors import LearningError
@@ -45,7 +52,11 @@ from learning.secrets_mask import ListableCredentials, learn_credentials, redact
 from learning.vector_store import TEXT, VectorStore
 
 logger = logging.getLogger(__name__)
-PAGE = 500  # events read per page
+# Events read, and their documents embedded in one call, per page: a call sorts its texts
+# by length so that batches pad little, which pays off with some hundreds of texts (about
+# one document per four events); at 500 events the indexer ran at about 80 % of
+# ``model.encode`` over the same texts, at 2000 at about 95 %.
+PAGE = 2000
 NICENESS = 10  # indexing threads yield the CPU to the engine's own work
 DEFAULT_SOURCE = "events"
 
@@ -163,16 +174,20 @@ class Indexer:
             present = self.store.existing(kind, [document.id for document in unique])
             fresh.extend(document for document in unique if document.id not in present)
         texts: list[str] = []
+        names: list[list[str]] = []
         for document in fresh:
-            texts.append(document.text)
-            texts.extend(document.aspects.values())
+            inputs = vector_inputs(document)
+            names.append(list(inputs))
+            texts.extend(inputs.values())
         vectors = iter(self.embedder.embed(texts))  # in the order of ``texts``
         counts: dict[str, int] = defaultdict(int)
         grouped: dict[str, list[tuple[str, dict[str, list[float]], dict[str, object]]]]
         grouped = defaultdict(list)
-        for document in fresh:
-            named = {TEXT: next(vectors)}
-            named.update((name, next(vectors)) for name in document.aspects)
+        for document, vector_names in zip(fresh, names, strict=True):
+            named = {name: next(vectors) for name in vector_names}
+            blended = [named[name] for name in BLENDED.get(document.kind, ()) if name in named]
+            if blended:
+                named[TEXT] = _blend([named[TEXT], *blended])
             grouped[document.kind].append((document.id, named, document.payload))
             counts[document.kind] += 1
         for kind, points in grouped.items():
@@ -210,6 +225,14 @@ class Indexer:
             except (NotFound, PlaybookInvalid):
                 self._playbooks[key] = None
         return self._playbooks[key]
+
+
+def _blend(vectors: Sequence[Sequence[float]]) -> list[float]:
+    """The unit vector along the sum of ``vectors``: its dot product with a query is
+    (up to the document's own scale) the sum of theirs."""
+    total = [sum(values) for values in zip(*vectors, strict=True)]
+    norm = math.sqrt(sum(value * value for value in total)) or 1.0
+    return [value / norm for value in total]
 
 
 class BackgroundIndexer:

@@ -5,12 +5,13 @@
     searcher.similar_playbooks("load a CSV file into postgres")
 
 A query is embedded with the same model as the documents and compared by cosine
-similarity (``score``, 1 is identical meaning): with the whole text of each document,
-except that failures are compared with failures (and with an error text) by their error
-messages alone, which the rest of the text would only blur. Each hit links back to its execution and
-to the event it came from. Failures are reported once per failing step run (its best
-matching attempt), and playbooks once per path. Calls block (model, local Qdrant): async
-callers run them in a thread.
+similarity (``score``, 1 is identical meaning): with the whole text of each document
+(a failure's leans towards its error's cause), except that failures are compared with
+failures (and with an error text) by their error messages alone, rewritten to say their
+cause (:func:`learning.documents.normalise_error`), which the rest of the text would only
+blur. Each hit links back to its execution and to the event it came from. Failures are
+reported once per failing step run (its best matching attempt), and playbooks once per
+path. Calls block (model, local Qdrant): async callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from learning.documents import normalise_error
 from learning.embedder import Embedder, shared_embedder
 from learning.errors import InvalidQuery
 from learning.vector_store import KINDS, TEXT, Point, VectorStore
@@ -27,6 +29,7 @@ from learning.vector_store import KINDS, TEXT, Point, VectorStore
 DEFAULT_K = 10
 MESSAGE = "message"  # the failures' vector of the error message alone
 MAX_K = 100
+MAX_FETCH = 2 * MAX_K  # points asked of one kind at most
 FILTER_FIELDS = frozenset(
     {
         "playbook_path",
@@ -183,16 +186,30 @@ class Searcher:
         exclude_execution: str | None = None,
         using: str = TEXT,
     ) -> list[Hit]:
-        # Ask for more than k: deduplication and exclusion drop some.
-        fetch = min(MAX_K * 2, k * 3 + 5)
-        hits: list[Hit] = []
-        for kind in kinds:
-            points = self.store.query(kind, vector, limit=fetch, match=match, using=using)
-            hits.extend(_hit(point) for point in points)
-        if exclude_execution is not None:
-            hits = [hit for hit in hits if hit.execution_id != exclude_execution]
-        hits.sort(key=lambda hit: hit.score, reverse=True)
-        return _dedupe(hits)[:k]
+        """The ``k`` best hits of ``kinds`` after exclusion and deduplication.
+
+        Each kind is asked for ``2 k`` points (every returned point's payload is copied,
+        which costs more than the search itself in a large local index), and asked again
+        for three times as many while a kind's unseen points could still rank among the
+        first ``k``: when fewer than ``k`` hits survive, or the ``k``-th scores below the
+        last point fetched from a kind that had more."""
+        fetch = min(MAX_FETCH, 2 * k)
+        while True:
+            hits: list[Hit] = []
+            bound = float("-inf")  # the best score a point not fetched yet can have
+            for kind in kinds:
+                points = self.store.query(kind, vector, limit=fetch, match=match, using=using)
+                hits.extend(_hit(point) for point in points)
+                if len(points) == fetch:
+                    bound = max(bound, float(points[-1].score or 0.0))
+            if exclude_execution is not None:
+                hits = [hit for hit in hits if hit.execution_id != exclude_execution]
+            hits.sort(key=lambda hit: hit.score, reverse=True)
+            kept = _dedupe(hits)
+            complete = len(kept) >= k and kept[k - 1].score >= bound
+            if complete or bound == float("-inf") or fetch >= MAX_FETCH:
+                return kept[:k]
+            fetch = min(MAX_FETCH, fetch * 3)
 
     def search_history(
         self,
@@ -222,7 +239,7 @@ class Searcher:
                 ["failures"], vector, k, exclude_execution=execution_id, using=MESSAGE
             )
         if text:
-            return self._query(["failures"], self._vector(text), k, using=MESSAGE)
+            return self._query(["failures"], self._cause_vector(text), k, using=MESSAGE)
         raise InvalidQuery("give an execution id or an error text to compare with")
 
     def similar_playbooks(self, description: str, k: int = 5) -> list[Hit]:
@@ -248,8 +265,14 @@ class Searcher:
             )
         best = max(points, key=_failure_rank)
         if best.vector is None:
-            return self._vector(str(best.payload.get("message") or best.payload.get("text")))
+            return self._cause_vector(str(best.payload.get("message") or best.payload.get("text")))
         return best.vector
+
+    def _cause_vector(self, message: str) -> list[float]:
+        """An error text embedded as the failures' messages are (by its cause)."""
+        if not message or not message.strip():
+            raise InvalidQuery("the error text is empty; give the message to compare with")
+        return self._vector(normalise_error(message))
 
 
 def _failure_rank(point: Point) -> tuple[bool, int]:

@@ -40,6 +40,7 @@ from noetl_agent.executions import PendingApproval
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0  # seconds for one request
 SEARCH_TIMEOUT = 120.0  # seconds: the server may load the embedding model first
+GENERATE_TIMEOUT = 600.0  # seconds: model calls and their repair rounds, then a dry run
 LONG_POLL = 10.0  # seconds the server may hold an event read while following an execution
 PROBLEM_PREFIX = "/problems/"  # as noetl_agent.api.problems writes ``type``
 _ERRORS: dict[str, type[NoetlError]] = {
@@ -239,6 +240,58 @@ class _Calls:
     @staticmethod
     def index() -> _Call[dict[str, Any]]:
         return _Call("POST", "/api/index", dict, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def generate(
+        description: str, constraints: dict[str, Any] | None, register: bool
+    ) -> _Call[dict[str, Any]]:
+        body = {"description": description, "constraints": constraints or {}, "register": register}
+        return _Call("POST", "/api/generate", dict, body, timeout=GENERATE_TIMEOUT)
+
+    @staticmethod
+    def promote(
+        path: str | None, version: int | None, content: str | None, comment: str | None
+    ) -> _Call[dict[str, Any]]:
+        body = {"path": path, "version": version, "content": content, "comment": comment}
+        return _Call("POST", "/api/generate/promote", dict, body)
+
+    @staticmethod
+    def explain(execution_id: str) -> _Call[dict[str, Any]]:
+        path = f"/api/executions/{_segment(execution_id)}/explain"
+        return _Call("POST", path, dict, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def feedback(
+        execution_id: str, helpful: bool, comment: str | None, cause: str | None
+    ) -> _Call[dict[str, Any]]:
+        path = f"/api/executions/{_segment(execution_id)}/feedback"
+        body = {"helpful": helpful, "comment": comment, "cause": cause}
+        return _Call("POST", path, dict, body, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def suggest_proposals(playbook: str | None) -> _Call[dict[str, Any]]:
+        body = {"playbook": playbook} if playbook else None
+        return _Call("POST", "/api/proposals/suggest", dict, body, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def proposals(status: str | None) -> _Call[list[dict[str, Any]]]:
+        params = {"status": status} if status else None
+        return _Call("GET", "/api/proposals", list, params=params)
+
+    @staticmethod
+    def proposal(proposal_id: str) -> _Call[dict[str, Any]]:
+        return _Call("GET", f"/api/proposals/{_segment(proposal_id)}", dict)
+
+    @staticmethod
+    def decide_proposal(
+        proposal_id: str, approved: bool, comment: str | None
+    ) -> _Call[dict[str, Any]]:
+        path = f"/api/proposals/{_segment(proposal_id)}/decision"
+        return _Call("POST", path, dict, {"approved": approved, "comment": comment})
+
+    @staticmethod
+    def submit_proposal(body: dict[str, Any]) -> _Call[dict[str, Any]]:
+        return _Call("POST", "/api/proposals", dict, body)
 
 
 def _segment(value: str) -> str:
@@ -440,6 +493,86 @@ class AsyncClient:
         """Index what is new in the server's event log now (operator)."""
         return await self._send(_Calls.index())
 
+    async def generate(
+        self,
+        description: str,
+        constraints: dict[str, Any] | None = None,
+        *,
+        register: bool = False,
+    ) -> dict[str, Any]:
+        """A playbook draft for ``description`` with its validation and dry-run report
+        (operator; agents too). ``constraints``: name, path, kinds, workload, fixtures,
+        max_repairs, examples, offline."""
+        return await self._send(_Calls.generate(description, constraints, register))
+
+    async def promote(
+        self,
+        path: str | None = None,
+        *,
+        version: int | None = None,
+        content: str | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        """Let a generated draft (by catalog ``path`` or YAML ``content``) run live; only a
+        human operator's token may (``Forbidden`` otherwise)."""
+        return await self._send(_Calls.promote(path, version, content, comment))
+
+    async def explain(self, execution_id: str) -> dict[str, Any]:
+        """Why the execution failed: causes, evidence, suggested fixes (viewer)."""
+        return await self._send(_Calls.explain(execution_id))
+
+    async def feedback(
+        self,
+        execution_id: str,
+        *,
+        helpful: bool,
+        comment: str | None = None,
+        cause: str | None = None,
+    ) -> dict[str, Any]:
+        """Record whether the explanation of the execution helped (operator)."""
+        return await self._send(_Calls.feedback(execution_id, helpful, comment, cause))
+
+    async def suggest_proposals(self, playbook: str | None = None) -> dict[str, Any]:
+        """Measure applied changes that are due and raise the learners' new proposals
+        (operator): ``{proposed, pending, suppressed, evaluated}``."""
+        return await self._send(_Calls.suggest_proposals(playbook))
+
+    async def proposals(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Policy proposals, newest first (one ``status`` if given)."""
+        return await self._send(_Calls.proposals(status))
+
+    async def proposal(self, proposal_id: str) -> dict[str, Any]:
+        """One policy proposal; ``NotFound`` for an unknown id."""
+        return await self._send(_Calls.proposal(proposal_id))
+
+    async def decide_proposal(
+        self, proposal_id: str, *, approved: bool, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Approve or reject a proposal (a human approver who did not propose it; a
+        rejection needs a comment); answers the proposal after the decision."""
+        return await self._send(_Calls.decide_proposal(proposal_id, approved, comment))
+
+    async def submit_proposal(
+        self,
+        playbook: str,
+        *,
+        kind: str,
+        patch: list[dict[str, Any]],
+        rationale: str,
+        version: int | None = None,
+        step: str | None = None,
+    ) -> dict[str, Any]:
+        """Propose a hand-written patch against a catalog version (operator)."""
+        body = {
+            "playbook": playbook,
+            "version": version,
+            "step": step,
+            "kind": kind,
+            "patch": patch,
+            "rationale": rationale,
+        }
+        return await self._send(_Calls.submit_proposal(body))
+
     async def wait(
         self, execution_id: str, *, after_seq: int = 0, on_event: EventListener | None = None
     ) -> ExecutionOutcome:
@@ -580,6 +713,86 @@ class Client:
     def index(self) -> dict[str, Any]:
         """Index what is new in the server's event log now (operator)."""
         return self._send(_Calls.index())
+
+    def generate(
+        self,
+        description: str,
+        constraints: dict[str, Any] | None = None,
+        *,
+        register: bool = False,
+    ) -> dict[str, Any]:
+        """A playbook draft for ``description`` with its validation and dry-run report
+        (operator; agents too). ``constraints``: name, path, kinds, workload, fixtures,
+        max_repairs, examples, offline."""
+        return self._send(_Calls.generate(description, constraints, register))
+
+    def promote(
+        self,
+        path: str | None = None,
+        *,
+        version: int | None = None,
+        content: str | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        """Let a generated draft (by catalog ``path`` or YAML ``content``) run live; only a
+        human operator's token may (``Forbidden`` otherwise)."""
+        return self._send(_Calls.promote(path, version, content, comment))
+
+    def explain(self, execution_id: str) -> dict[str, Any]:
+        """Why the execution failed: causes, evidence, suggested fixes (viewer)."""
+        return self._send(_Calls.explain(execution_id))
+
+    def feedback(
+        self,
+        execution_id: str,
+        *,
+        helpful: bool,
+        comment: str | None = None,
+        cause: str | None = None,
+    ) -> dict[str, Any]:
+        """Record whether the explanation of the execution helped (operator)."""
+        return self._send(_Calls.feedback(execution_id, helpful, comment, cause))
+
+    def suggest_proposals(self, playbook: str | None = None) -> dict[str, Any]:
+        """Measure applied changes that are due and raise the learners' new proposals
+        (operator): ``{proposed, pending, suppressed, evaluated}``."""
+        return self._send(_Calls.suggest_proposals(playbook))
+
+    def proposals(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Policy proposals, newest first (one ``status`` if given)."""
+        return self._send(_Calls.proposals(status))
+
+    def proposal(self, proposal_id: str) -> dict[str, Any]:
+        """One policy proposal; ``NotFound`` for an unknown id."""
+        return self._send(_Calls.proposal(proposal_id))
+
+    def decide_proposal(
+        self, proposal_id: str, *, approved: bool, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Approve or reject a proposal (a human approver who did not propose it; a
+        rejection needs a comment); answers the proposal after the decision."""
+        return self._send(_Calls.decide_proposal(proposal_id, approved, comment))
+
+    def submit_proposal(
+        self,
+        playbook: str,
+        *,
+        kind: str,
+        patch: list[dict[str, Any]],
+        rationale: str,
+        version: int | None = None,
+        step: str | None = None,
+    ) -> dict[str, Any]:
+        """Propose a hand-written patch against a catalog version (operator)."""
+        body = {
+            "playbook": playbook,
+            "version": version,
+            "step": step,
+            "kind": kind,
+            "patch": patch,
+            "rationale": rationale,
+        }
+        return self._send(_Calls.submit_proposal(body))
 
     def wait(
         self, execution_id: str, *, after_seq: int = 0, on_event: EventListener | None = None

@@ -18,6 +18,23 @@ os.environ.setdefault("NOETL_INDEXER", "off")
 CONFORMANCE = Path(os.environ.get("NOETL_CONFORMANCE_DIR", SHARED / "conformance"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true", help="also run tests marked slow (always under CI=true)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (real model loads, whole evals, browsers, process stacks) run
+    under ``CI=true`` or with ``--slow``; a plain ``pytest`` stays quick for development."""
+    if config.getoption("--slow") or os.environ.get("CI") == "true":
+        return
+    skip = pytest.mark.skip(reason="slow test: run with --slow (CI=true runs it)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_noetl_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never touch the real ``~/.noetl-agent``: what an app or command keeps under

@@ -45,6 +45,7 @@ POLICY_APPLIED = "policy.applied"
 POLICY_EVALUATED = "policy.evaluated"
 POLICY_ROLLED_BACK = "policy.rolled_back"
 FEEDBACK_RECORDED = "feedback.recorded"
+LLM_CALLED = "llm.called"
 
 KNOWN_EVENT_TYPES = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)

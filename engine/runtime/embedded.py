@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from engine.core.events import Event
 from engine.core.machine import ExecutionMachine
 from engine.dsl.loader import parse_playbook
 from engine.dsl.models import ApprovalTool, Playbook
-from engine.errors import Conflict, NotFound, PlaybookInvalid, StoreError
+from engine.errors import Conflict, NoetlError, NotFound, StoreError
 from engine.ports import (
     CatalogEntry,
     CatalogStore,
@@ -43,6 +43,7 @@ from engine.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 Listener = Callable[[Event], None]
+Admission = Callable[[CatalogEntry, Playbook], Awaitable[None]]  # raises to refuse
 FLUSH_DELAY = 0.05  # seconds a deferred report may wait for company
 _DEFERRABLE = frozenset({ev.TOOL_STARTED})
 
@@ -134,6 +135,7 @@ class Engine:
             self._lock_dir.mkdir(parents=True, exist_ok=True)
         self._playbooks: dict[tuple[str, int], Playbook] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._admissions: list[Admission] = []
 
     # ---------------------------------------------------------------- public API
 
@@ -152,6 +154,11 @@ class Engine:
         """Whether this engine holds the execution in memory (so it exists in the log)."""
         return execution_id in self._live
 
+    def admit_with(self, check: Admission) -> None:
+        """Call ``check`` before each execution starts (sub-playbooks too); it refuses the
+        execution by raising, and nothing is stored for it."""
+        self._admissions.append(check)
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every event appended by this engine, in order."""
         self._listeners.append(listener)
@@ -167,7 +174,7 @@ class Engine:
             source=source,
         )
         self._playbooks[(entry.path, entry.version)] = playbook
-        await self.events.append(
+        stored = await self.events.append(
             [
                 Event(
                     event_id=f"registered:{entry.path}:{entry.version}",
@@ -180,6 +187,8 @@ class Engine:
                 )
             ]
         )
+        for event in stored:
+            self._notify(event)
         return entry
 
     async def execute(
@@ -194,6 +203,8 @@ class Engine:
         """Start an execution of a catalog playbook and return its id."""
         entry = await self.catalog.get(path, version)
         playbook = self._playbook(entry)
+        for check in self._admissions:
+            await check(entry, playbook)
         if self.queue is None:
             self.prewarm(playbook.tool_kinds & {"python"})
         execution_id = execution_id or new_execution_id()
@@ -434,7 +445,9 @@ class Engine:
                 await self.execute(
                     path, version=version, workload=workload, execution_id=child_id, parent=command
                 )
-        except (NotFound, PlaybookInvalid) as exc:
+        except StoreError:
+            raise
+        except NoetlError as exc:  # unknown, invalid, or refused by an admission check
             return ToolOutcome.fail("validation", f"sub-playbook `{path}`: {exc}")
         outcome = await self.wait(child_id)
         if outcome.status == "completed":

@@ -80,7 +80,7 @@ class Report:
     families: int
     seconds: float
     tasks: dict[str, dict[str, dict[str, float]]]  # task → method → metrics
-    misses: list[str] = field(default_factory=list)  # semantic top-1 misses, for reading
+    misses: list[str] = field(default_factory=list)  # semantic recall@K misses, for reading
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -126,8 +126,8 @@ def evaluate(labels: dict[str, str], store: VectorStore) -> Report:
     bm25 = BM25(texts)  # describe: whole texts, as the semantic search
     bm25_messages = BM25(messages)  # similar: messages, as similar_failures
     members: dict[str, set[str]] = {}
-    for execution_id, family in labels.items():
-        members.setdefault(family, set()).add(execution_id)
+    for execution_id, name in labels.items():
+        members.setdefault(name, set()).add(execution_id)
     tasks: dict[str, dict[str, Scores]] = {
         "describe": {"semantic": Scores(), "bm25": Scores()},
         "similar": {"semantic": Scores(), "bm25": Scores()},
@@ -140,10 +140,9 @@ def evaluate(labels: dict[str, str], store: VectorStore) -> Report:
             semantic = [hit.execution_id or "" for hit in found]
             tasks["describe"]["semantic"].add(semantic, relevant)
             tasks["describe"]["bm25"].add([ids[i] for i in bm25.rank(query)], relevant)
-            if semantic and semantic[0] not in relevant:
+            if not relevant <= set(semantic):
                 misses.append(
-                    f"describe {query!r} ({family.name}): got {paths[semantic[0]]} "
-                    f"({labels.get(semantic[0])})"
+                    f"describe {query!r} ({family.name}): {_found(semantic, relevant, labels)}"
                 )
     for index, execution_id in enumerate(ids):
         relevant = members[labels[execution_id]] - {execution_id}
@@ -153,16 +152,23 @@ def evaluate(labels: dict[str, str], store: VectorStore) -> Report:
         tasks["similar"]["semantic"].add(semantic, relevant)
         keyword = [ids[i] for i in bm25_messages.rank(messages[index]) if i != index]
         tasks["similar"]["bm25"].add(keyword, relevant)
-        if semantic and semantic[0] not in relevant:
+        if not relevant <= set(semantic):
             misses.append(
-                f"similar to {paths[execution_id]} ({labels[execution_id]}): got "
-                f"{paths[semantic[0]]} ({labels.get(semantic[0])})"
+                f"similar to {paths[execution_id]} {messages[index]!r} "
+                f"({labels[execution_id]}): {_found(semantic, relevant, labels)}"
             )
     summary = {
         task: {method: scores.summary() for method, scores in methods.items()}
         for task, methods in tasks.items()
     }
     return Report(len(labels), len(FAMILIES), 0.0, summary, misses)
+
+
+def _found(ranked: Sequence[str], relevant: set[str], labels: dict[str, str]) -> str:
+    """How many of ``relevant`` the first K hits hold, and the family of each hit."""
+    top = list(ranked)[:K]
+    families = ", ".join(labels.get(item, "?") for item in top)
+    return f"{len(relevant & set(top))} of {len(relevant)} in the first {K} [{families}]"
 
 
 def markdown(report: Report) -> str:
@@ -189,7 +195,12 @@ def markdown(report: Report) -> str:
                 f"{metrics[f'mrr@{K}']:.2f} |"
             )
     if report.misses:
-        lines += ["", "Semantic first hits from another family:", ""]
+        lines += [
+            "",
+            f"Semantic queries whose first {K} hits miss a relevant failure (the family of "
+            "each hit, best first):",
+            "",
+        ]
         lines += [f"- {miss}" for miss in report.misses]
     lines += ["", MARK_END]
     return "\n".join(lines)

@@ -25,8 +25,11 @@ from noetl_agent.api import (
     routes_credentials,
     routes_events,
     routes_executions,
+    routes_explain,
+    routes_generate,
     routes_health,
     routes_learning,
+    routes_proposals,
     routes_worker_credentials,
 )
 from noetl_agent.api.deps import CommandLeases
@@ -35,15 +38,19 @@ from noetl_agent.api.metrics import Metrics
 from noetl_agent.api.middleware import DEFAULT_MAX_BODY_BYTES, BearerAuth, BodyLimit
 from noetl_agent.api.routes_commands import DEFAULT_LEASE
 from noetl_agent.api.routes_health import Probe
+from noetl_agent.generation.gate import install_draft_gate
 from noetl_agent.history import History
+from noetl_agent.proposals import ProposalService
+from noetl_agent.review import mount as mount_review
 from noetl_agent.tokens import TokenStore
 
-DESCRIPTION = """Register, run and inspect playbooks; decide workflow approvals.
+DESCRIPTION = """Register, run and inspect playbooks; decide workflow approvals and policy
+proposals.
 
 Every `/api` call needs `Authorization: Bearer TOKEN` (`noetl-agent tokens create`).
 Roles: viewer reads, operator registers, executes and cancels, approver (a human) decides
-approvals, worker claims commands and reports events, admin does everything. Errors are
-RFC 9457 problem documents (`application/problem+json`)."""
+approvals and proposals, worker claims commands and reports events, admin does everything.
+Errors are RFC 9457 problem documents (`application/problem+json`)."""
 
 
 def create_app(
@@ -70,6 +77,7 @@ def create_app(
     app.state.probes = dict(probes or {})
     app.state.lease_seconds = lease_seconds
     app.state.history = history  # search over execution history (503 without)
+    app.state.proposals = ProposalService(engine, history=history)  # the review queue
     app.state.metrics = Metrics()
     app.state.feed = EventFeed()
     engine.subscribe(app.state.metrics)
@@ -84,9 +92,14 @@ def create_app(
         routes_credentials,
         routes_worker_credentials,
         routes_learning,
+        routes_generate,
+        routes_explain,
         routes_analytics,
+        routes_proposals,
     ):
         app.include_router(module.router)
+    install_draft_gate(engine)  # generated drafts that run code wait for a human
+    mount_review(app)  # the review queue web page at /review
     problems.install(app)
     app.add_middleware(BearerAuth, tokens=tokens)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # added last: runs first

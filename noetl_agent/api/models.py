@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from engine.core import events as ev
 from engine.core.events import Event
+from learning.policy.model import ProposalKind
 
 # What a worker may report: its tool's progress and outcome. Everything else in the log
 # (step, loop, routing and lifecycle events) is decided by the engine itself.
@@ -40,6 +41,48 @@ class CancelRequest(_Body):
 class DecisionRequest(_Body):
     approved: StrictBool
     comment: str | None = Field(None, max_length=10_000)
+
+
+class ProposalDecisionRequest(_Body):
+    """A decision on a policy proposal; a rejection says why."""
+
+    approved: StrictBool
+    comment: str | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _rejection_has_a_comment(self) -> Self:
+        if not self.approved and not (self.comment or "").strip():
+            raise ValueError("a rejection needs a comment saying why")
+        return self
+
+
+class SuggestRequest(_Body):
+    playbook: str | None = Field(None, min_length=1, description="Only this playbook path.")
+
+
+class PatchOperation(_Body):
+    """One JSON-patch operation on the playbook document (RFC 6902 subset)."""
+
+    op: Literal["add", "replace", "remove"]
+    path: str = Field(min_length=1, description="JSON pointer, e.g. /workflow/0/tool/spec.")
+    value: Any = None
+
+
+class ProposalRequest(_Body):
+    """A hand-written policy proposal: a patch against one catalog version."""
+
+    playbook: str = Field(min_length=1, description="Catalog path of the playbook.")
+    version: int | None = Field(None, ge=1, description="Version to patch; latest if omitted.")
+    step: str | None = Field(None, min_length=1, description="The step the change is about.")
+    kind: ProposalKind
+    patch: list[PatchOperation] = Field(min_length=1, max_length=100)
+    rationale: str = Field(min_length=1, max_length=10_000, description="Why it helps.")
+
+    def operations(self) -> list[dict[str, Any]]:
+        """The patch as plain operations (``value`` left out of ``remove``)."""
+        return [
+            {"op": o.op, "path": o.path} if o.op == "remove" else o.model_dump() for o in self.patch
+        ]
 
 
 class ClaimRequest(_Body):

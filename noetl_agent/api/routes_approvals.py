@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from noetl_agent.api.deps import EngineDep, allow, human_approver
 from noetl_agent.api.models import DecisionRequest
 from noetl_agent.api.problems import responses
+from noetl_agent.decision_rules import require_approval_decider
 from noetl_agent.executions import pending_approvals
 from noetl_agent.principals import Principal
 
@@ -28,7 +29,9 @@ async def decide(
     approval_id: str, body: DecisionRequest, engine: EngineDep, principal: Approver
 ) -> dict[str, Any]:
     """Approve or reject (``EXECUTION/STEP#N``, ``#`` sent as ``%23``); only a human
-    approver may; 409 when it was already decided. The execution goes on in the server."""
+    approver may, one of the step's ``approvers`` when it names some; 409 when it was
+    already decided. The execution goes on in the server."""
+    await require_approval_decider(engine.events, approval_id, principal)
     await engine.decide_approval(
         approval_id, approved=body.approved, decided_by=principal.name, comment=body.comment
     )

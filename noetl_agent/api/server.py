@@ -42,6 +42,7 @@ from noetl_agent.tokens import PostgresTokenStore, SqliteTokenStore, TokenStore
 
 logger = logging.getLogger(__name__)
 Announce = Callable[[str], None]
+Extension = Callable[[FastAPI, str, int], contextlib.AbstractAsyncContextManager[None]]
 
 
 class _Server(uvicorn.Server):
@@ -203,15 +204,34 @@ async def _serve_app(
     announce: Announce,
     where: str,
 ) -> None:
-    """Index ``history`` in the background and serve ``app`` until SIGINT or SIGTERM."""
+    """Index ``history`` in the background and serve ``app`` until SIGINT or SIGTERM,
+    with the server extensions mounted (``/mcp``; see ``_extensions``)."""
     indexing = start_indexing(engine, history)
     try:
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
-        announce(f"serving http://{host}:{port} (OpenAPI at /docs) {where}")
-        await _Server(config).serve()
+        async with contextlib.AsyncExitStack() as extensions:
+            for extend in _extensions():
+                await extensions.enter_async_context(extend(app, host, port))
+            announce(f"serving http://{host}:{port} (OpenAPI at /docs) {where}")
+            await _Server(config).serve()
     finally:
         if indexing is not None:
             await indexing.aclose()
+
+
+def _extensions() -> list[Extension]:
+    """The server extensions the layers above this one declare (entry point group
+    ``noetl_agent.server_extensions`` of this distribution), so they plug in without this
+    package importing them: each is called with the app, host and port before serving,
+    may add routes (``mcp_server`` serves MCP at ``/mcp``), and returns a context kept
+    open while the server runs. Run from a source tree never installed, there are none."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        found = distribution("noetl-agent").entry_points
+    except PackageNotFoundError:
+        return []
+    return [plugin.load() for plugin in found.select(group="noetl_agent.server_extensions")]
 
 
 async def _stop_task(task: asyncio.Task[None]) -> None:

@@ -29,8 +29,10 @@ from engine.dsl.models import Playbook
 from engine.errors import Conflict, NoetlError, NotFound, PlaybookInvalid
 from engine.ports import ExecutionSummary
 from engine.runtime.embedded import Engine, ExecutionOutcome
+from noetl_agent.decision_rules import require_approval_decider
 from noetl_agent.errors import Forbidden, Unauthorized
 from noetl_agent.executions import pending_approvals, summarize
+from noetl_agent.generation.gate import install_draft_gate
 from noetl_agent.local import local_engine
 from noetl_agent.principals import LOCAL_ADMIN, LOCAL_AGENT, Principal
 
@@ -153,6 +155,7 @@ def _call(work: Callable[[Engine], Awaitable[T]]) -> T:
 
     async def go() -> T:
         async with local_engine() as engine:
+            install_draft_gate(engine)
             return await work(engine)
 
     return _run(go, "interrupted; the execution can be finished with `noetl-agent resume`")
@@ -823,6 +826,7 @@ def _decide(approval_id: str, approved: bool, comment: str | None, as_json: bool
 
     async def work(engine: Engine) -> ExecutionOutcome:
         engine.subscribe(_Progress(err)) if not as_json else None
+        await require_approval_decider(engine.events, approval_id, principal)
         await engine.decide_approval(
             approval_id, approved=approved, decided_by=principal.name, comment=comment
         )
@@ -1134,4 +1138,27 @@ def main() -> None:
 
 # Commands kept in modules of their own register themselves on `app` when imported.
 from noetl_agent.cli import analytics as _analytics  # noqa: E402, F401
+from noetl_agent.cli import demo as _demo  # noqa: E402, F401
+from noetl_agent.cli import explain as _explain  # noqa: E402, F401
+from noetl_agent.cli import generate as _generate  # noqa: E402, F401
 from noetl_agent.cli import learning as _learning  # noqa: E402, F401
+from noetl_agent.cli import proposals as _proposals  # noqa: E402, F401
+
+
+def _register_installed_commands() -> None:
+    """Add the commands the layers above this one declare (entry point group
+    ``noetl_agent.commands`` of this distribution, each a ``register(app)`` function),
+    such as ``mcp`` from ``mcp_server``, without this package importing them. Only this
+    distribution's metadata is read: scanning every installed package costs ~0.1 s. Run
+    from a source tree that was never installed, there are none."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        plugins = distribution("noetl-agent").entry_points.select(group="noetl_agent.commands")
+    except PackageNotFoundError:
+        return
+    for plugin in plugins:
+        plugin.load()(app)
+
+
+_register_installed_commands()

@@ -39,6 +39,7 @@ workflow:
     tool: {kind: postgres, auth: warehouse, query: "SELECT 1"}
 """
 HUMAN_APPROVER = {"approver", "admin"}
+HUMAN_OPERATOR = {"admin"}  # the only human principal holding the operator role
 VIEWERS = {"viewer", "operator", "approver", "agent-approver", "admin", "agent-admin"}
 OPERATORS = {"operator", "admin", "agent-admin"}
 WORKERS = {"worker", "admin", "agent-admin"}
@@ -202,8 +203,62 @@ async def _delete_credential(ctx: Ctx) -> tuple[str, Any]:
     return f"/api/credentials/{name}", None
 
 
+async def _generated_draft(ctx: Ctx) -> tuple[str, Any]:
+    """A registered generated draft that runs code, to be promoted."""
+    draft = await ctx.ok(
+        "POST",
+        "/api/generate",
+        {
+            "description": "Fetch https://example.test/items and count them",
+            "constraints": {"examples": 0, "name": "matrix_draft"},
+            "register": True,
+        },
+    )
+    return "/api/generate/promote", {"path": draft["registered"]["path"]}
+
+
 async def _similar(ctx: Ctx) -> tuple[str, Any]:
     return f"/api/executions/{await ctx.execution()}/similar", None
+
+
+async def _explain(ctx: Ctx) -> tuple[str, Any]:
+    return f"/api/executions/{await ctx.execution()}/explain", None
+
+
+async def _feedback(ctx: Ctx) -> tuple[str, Any]:
+    return f"/api/executions/{await ctx.execution()}/feedback", {"helpful": True}
+
+
+def _proposal_body(ctx: Ctx) -> dict[str, Any]:
+    """A hand-written proposal no other one equals (a fresh workload value)."""
+    return {
+        "playbook": "api/hello",
+        "step": "start",
+        "kind": "timeout",
+        "patch": [{"op": "replace", "path": "/workload/n", "value": 1000 + ctx.fresh()}],
+        "rationale": "matrix",
+    }
+
+
+async def _submit_proposal(ctx: Ctx) -> tuple[str, Any]:
+    await ctx.ok("POST", "/api/catalog/register", {"content": HELLO})
+    return "/api/proposals", _proposal_body(ctx)
+
+
+async def _pending_proposal(ctx: Ctx, who: str = "admin") -> str:
+    await ctx.ok("POST", "/api/catalog/register", {"content": HELLO})
+    answer = await ctx.api.post("/api/proposals", json=_proposal_body(ctx), headers=ctx.auth(who))
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+async def _proposal(ctx: Ctx) -> tuple[str, Any]:
+    return f"/api/proposals/{await _pending_proposal(ctx)}", None
+
+
+async def _decide_proposal(ctx: Ctx) -> tuple[str, Any]:
+    proposal_id = await _pending_proposal(ctx, "operator")  # so no approver proposed it
+    return f"/api/proposals/{proposal_id}/decision", {"approved": True}
 
 
 # (method, route path as mounted) → (prepare the request, who may call it)
@@ -231,15 +286,30 @@ ROUTES: dict[tuple[str, str], tuple[Prepare, set[str] | str]] = {
     ("DELETE", "/api/credentials/{name}"): (_delete_credential, ADMINS),
     ("POST", "/api/search"): (fixed("/api/search", {"text": "boom"}), VIEWERS),
     ("GET", "/api/executions/{execution_id}/similar"): (_similar, VIEWERS),
+    ("POST", "/api/executions/{execution_id}/explain"): (_explain, VIEWERS),
+    ("POST", "/api/executions/{execution_id}/feedback"): (_feedback, OPERATORS),
     ("GET", "/api/failures/clusters"): (fixed("/api/failures/clusters"), VIEWERS),
     ("GET", "/api/steps/anomalies"): (fixed("/api/steps/anomalies"), VIEWERS),
     ("POST", "/api/index"): (fixed("/api/index"), OPERATORS),
+    ("POST", "/api/generate"): (
+        fixed(
+            "/api/generate",
+            {"description": "Fetch https://example.test/items", "constraints": {"examples": 0}},
+        ),
+        OPERATORS,
+    ),
+    ("POST", "/api/generate/promote"): (_generated_draft, HUMAN_OPERATOR),
     ("GET", "/api/stats/steps"): (fixed("/api/stats/steps?playbook=api/hello"), VIEWERS),
     ("POST", "/api/analytics/query"): (
         fixed("/api/analytics/query", {"sql": "SELECT count() AS n FROM events"}),
         VIEWERS,
     ),
     ("POST", "/api/analytics/export"): (fixed("/api/analytics/export", {}), OPERATORS),
+    ("POST", "/api/proposals/suggest"): (fixed("/api/proposals/suggest"), OPERATORS),
+    ("GET", "/api/proposals"): (fixed("/api/proposals"), VIEWERS),
+    ("POST", "/api/proposals"): (_submit_proposal, OPERATORS),
+    ("GET", "/api/proposals/{proposal_id}"): (_proposal, VIEWERS),
+    ("POST", "/api/proposals/{proposal_id}/decision"): (_decide_proposal, HUMAN_APPROVER),
     ("GET", "/health"): (fixed("/health"), PUBLIC),
     ("GET", "/metrics"): (fixed("/metrics"), PUBLIC),
     ("GET", "/openapi.json"): (fixed("/openapi.json"), PUBLIC),
@@ -263,6 +333,7 @@ ROLE_NAMED = {
     id(OPERATORS): "needs the operator role",
     id(WORKERS): "needs the worker role",
     id(ADMINS): "needs the admin role",
+    id(HUMAN_OPERATOR): "needs the operator role",
     id(WORKER_TOKENS): "needs the worker role",
 }
 BAD_HEADERS = ("Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer ")
@@ -372,6 +443,13 @@ async def test_each_caller_against_each_route(kind, route, tmp_path):
                 )
                 if allowed is HUMAN_APPROVER and PRINCIPALS[who][0] == "human":
                     expected = "needs the approver role"
+                principal_kind, roles = PRINCIPALS[who]
+                if (
+                    allowed is HUMAN_OPERATOR
+                    and principal_kind == "agent"
+                    and {"operator", "admin"} & set(roles)
+                ):
+                    expected = "only a human operator"
                 assert expected in problem["detail"], label
             elif route in NO_INDEX:
                 assert answer.status_code == 503, label

@@ -1,0 +1,1 @@
+"""The MCP eval: the README's assistant walk-through replayed over stdio."""

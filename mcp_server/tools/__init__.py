@@ -1,0 +1,1 @@
+"""The tool groups, one module each (see INTERFACES.md "MCP server")."""

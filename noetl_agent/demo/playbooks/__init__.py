@@ -1,0 +1,1 @@
+"""The demo's example playbooks (package data, read with ``importlib.resources``)."""
