@@ -9,10 +9,11 @@ thread, it also serves a `noetl-agent` subprocess while the test waits for it.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.flaky_service import serving
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -43,13 +44,5 @@ class _Echo(BaseHTTPRequestHandler):
 @contextmanager
 def echo_server() -> Iterator[str]:
     """Serve on a free port of 127.0.0.1; yield the base URL; stop on exit."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="echo-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(_Echo) as url:
+        yield url

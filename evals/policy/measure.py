@@ -5,26 +5,12 @@ price per hour, all attempts and retry delays included)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from engine.core import events as ev
 from engine.runtime.embedded import Engine
 from evals.policy.scenarios import Scenario
-
-RUN_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    execution_id: str
-    version: int
-    ok: bool
-    wall_s: float
-    cost: float | None  # None when the playbook prices none of the pools it used
+from noetl_agent.demo.runs import RUN_TIMEOUT_S, RunRecord, pool_prices, run_cost
 
 
 @dataclass
@@ -63,32 +49,6 @@ class Batch:
             "wall_s": round(self.mean_wall_s, 4),
             "cost_per_run": None if cost is None else float(f"{cost:.4g}"),
         }
-
-
-def pool_prices(content: str) -> dict[str, float]:
-    """Price per hour of each pool the playbook declares with one."""
-    document = yaml.safe_load(content) or {}
-    return {
-        str(pool["name"]): float(pool["cost_per_hour"])
-        for pool in document.get("pools") or []
-        if pool.get("cost_per_hour") is not None
-    }
-
-
-async def run_cost(engine: Engine, execution_id: str, prices: Mapping[str, float]) -> float | None:
-    """The execution's tool time priced by pool (None when no pool it used has a price)."""
-    total, priced = 0.0, False
-    for event in await engine.events.read(execution_id):
-        if event.event_type != ev.TOOL_PROCESSED:
-            continue
-        meta = event.payload.get("meta") or {}
-        price = prices.get(str(meta.get("pool")))
-        wall_ms = (meta.get("usage") or {}).get("wall_ms")
-        if price is None or not isinstance(wall_ms, int | float):
-            continue
-        total += wall_ms / 3_600_000 * price
-        priced = True
-    return total if priced else None
 
 
 async def run_batch(

@@ -3,7 +3,7 @@
     .venv/bin/python -m evals.policy.run [--runs N] [--quick] [--results FILE] [--no-write] [--json]
 
 On a fresh ``NOETL_HOME`` (a temporary folder) with the embedded stack and one in-process
-worker per pool (:mod:`evals.policy.stack`), against the simulator of
+worker per pool (the demo's stack, :mod:`noetl_agent.demo.stack`), against the simulator of
 :mod:`evals.policy.simulator`:
 
 1. register the scenarios' playbooks (:mod:`evals.policy.scenarios`) and run each ``N``
@@ -50,7 +50,6 @@ from evals.policy.judge import Judgement, judge
 from evals.policy.measure import Batch, run_batch
 from evals.policy.scenarios import ROLLBACK, ROLLBACK_TIMEOUT, Scenario, World, world
 from evals.policy.simulator import Simulator, serve, truth
-from evals.policy.stack import eval_stack
 from evals.policy.sweep import (
     SweepResult,
     candidate_from_version,
@@ -63,6 +62,7 @@ from evals.policy.sweep import (
 )
 from evals.results import RESULTS, write_section
 from learning.policy.patch import pointer
+from noetl_agent.demo.stack import demo_stack
 from noetl_agent.principals import Principal
 
 MARK_START = "<!-- policy:start -->"
@@ -521,7 +521,7 @@ async def evaluate(runs: int, quick: bool, home: Path) -> Report:
                     scenario.name, scenario.goal, scenario.notes, Batch()
                 )
         else:
-            async with eval_stack(home / "loop", pools) as stack:
+            async with demo_stack(home / "loop", pools) as stack:
                 started = time.monotonic()
                 await run_loop(stack.engine, world_, base_url, runs, report)
                 report.phases["loop"] = round(time.monotonic() - started, 1)
@@ -534,7 +534,7 @@ async def evaluate(runs: int, quick: bool, home: Path) -> Report:
         report.simulator = {"loop": simulator.counters()}
         simulator.reset_counters()
         started = time.monotonic()
-        async with eval_stack(home / "sweep", pools) as stack:
+        async with demo_stack(home / "sweep", pools) as stack:
             await run_sweeps(
                 stack.engine, simulator, world_, base_url, runs, quick, approved, results
             )

@@ -11,8 +11,8 @@ Every route (the first path segment: ``/flaky``, ``/auth/<user>``, ``/orders``..
   ``permanent_status`` (401) on every request, whatever the attempt: a permanent error;
 - ``latency_ms`` (+ ``latency_spread``, the log-normal sigma of a seeded spread);
 - ``pool_ms``: the service time by the calling worker's pool (the ``X-Worker-Pool``
-  header set by the worker's transport, see :class:`PoolTransport`), for the step whose
-  work is faster on larger hardware;
+  header set by the worker's transport, ``noetl_agent.demo.service.PoolTransport``), for
+  the step whose work is faster on larger hardware;
 - ``limit_every`` / ``retry_after_s``: every n-th request gets 429 with ``Retry-After``.
 
 Counters per route (requests, statuses, methods, pools, busy time) feed the report, and
@@ -36,9 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
-POOL_HEADER = "X-Worker-Pool"
+from noetl_agent.demo.service import POOL_HEADER
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,20 +229,3 @@ def serve(simulator: Simulator) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-class PoolTransport(httpx.AsyncBaseTransport):
-    """The HTTP transport of one pool's workers: it names the pool on every request
-    (``X-Worker-Pool``), the way a worker's hardware shows in what it does. A playbook
-    cannot set or change it: it is added below the tool, after the step's own headers."""
-
-    def __init__(self, pool: str) -> None:
-        self.pool = pool
-        self._inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.headers[POOL_HEADER] = self.pool
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()

@@ -10,7 +10,7 @@ from engine.errors import Conflict, NotFound, PlaybookInvalid
 from noetl_agent.client import AsyncClient
 from noetl_agent.errors import Forbidden
 from tests.api.conftest import HELLO, register
-from tests.policy.flaky_service import alternating_service
+from tests.flaky_service import alternating_service
 
 PATCH = [{"op": "replace", "path": "/workload/n", "value": 5}]
 FLAKY = """\

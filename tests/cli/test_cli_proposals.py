@@ -12,8 +12,8 @@ import pytest
 
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
+from tests.flaky_service import alternating_service
 from tests.policy.conftest import FLAKY_HTTP
-from tests.policy.flaky_service import alternating_service
 from tests.processes import serve, stop
 
 pytestmark = pytest.mark.slow

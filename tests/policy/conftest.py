@@ -15,7 +15,7 @@ from noetl_agent.policy_settings import PolicySettings
 from noetl_agent.principals import Principal
 from noetl_agent.proposals import ProposalService
 from tests.api.conftest import api, stack  # noqa: F401  (the API fixtures, for the routes)
-from tests.policy.flaky_service import alternating_service
+from tests.flaky_service import alternating_service
 
 # A step whose first attempt fails in every execution (a counter file per execution).
 FLAKY = """\

@@ -10,7 +10,7 @@ import pytest
 
 from noetl_agent.review.evidence import flatten
 from tests.api.conftest import register
-from tests.policy.flaky_service import alternating_service
+from tests.flaky_service import alternating_service
 from tests.review.conftest import login
 
 FLAKY = """\

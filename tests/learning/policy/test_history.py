@@ -10,7 +10,7 @@ import pytest
 from engine.runtime.embedded import Engine
 from learning.policy.history import PolicyHistory
 from learning.policy.learners import execution_runs
-from tests.learning.policy.flaky_service import always, every, flaky_service
+from tests.flaky_service import always, every, flaky_service
 
 RETRIED = """\
 apiVersion: noetl.io/v2

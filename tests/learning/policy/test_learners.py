@@ -14,7 +14,7 @@ from learning.policy.learners import learn, playbook_version
 from learning.policy.model import LearnerConfig, ProposalDraft
 from learning.policy.patch import apply_patch, render
 from learning.policy.retry import retry_when
-from tests.learning.policy.flaky_service import always, every, flaky_service
+from tests.flaky_service import always, every, flaky_service
 
 CONFIG = LearnerConfig(min_samples=5)
 

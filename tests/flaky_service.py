@@ -1,9 +1,11 @@
-"""A local HTTP service whose answers follow a plan, for the policy learner tests.
+"""Local HTTP services for tests, each in a thread of its own (so they also serve a
+`noetl-agent` subprocess while the test waits for it).
 
 ``flaky_service({"name": plan})`` serves ``GET``/``POST /<name>``: the n-th request to a
 name (0-based, counted per name) is answered with the status ``plan(n)`` returns and a
-JSON body ``{"n": n}``. Unknown names answer 404. Running in a thread, it serves the
-embedded engine of the test that started it.
+JSON body ``{"n": n}``. Unknown names answer 404. ``alternating_service()`` is one whose
+``/data`` answers 503 to every other request, the first included. ``serving(handler)``
+runs any request handler class the same way.
 """
 
 from __future__ import annotations
@@ -63,9 +65,23 @@ def flaky_service(plans: Mapping[str, Plan]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: nothing on the test's stderr."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as url:
+        yield url
+
+
+@contextmanager
+def alternating_service() -> Iterator[str]:
+    """``/data`` answers 503 to the first request and every other one after it."""
+    with flaky_service({"data": every(2, {0})}) as url:
+        yield url
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1; yield the base URL; stop on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="flaky-service", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-service", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
