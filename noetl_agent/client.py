@@ -256,6 +256,21 @@ class _Calls:
         return _Call("POST", "/api/generate/promote", dict, body)
 
     @staticmethod
+    def step_statistics(playbook: str, step: str | None) -> _Call[dict[str, Any]]:
+        params = {"playbook": playbook} | ({"step": step} if step else {})
+        return _Call("GET", "/api/stats/steps", dict, params=params, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def analytics_query(sql: str, max_rows: int, timeout: float) -> _Call[dict[str, Any]]:
+        body = {"sql": sql, "max_rows": max_rows, "timeout": timeout}
+        return _Call("POST", "/api/analytics/query", dict, body, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
+    def export_analytics(full: bool) -> _Call[dict[str, Any]]:
+        body = {"full": full}
+        return _Call("POST", "/api/analytics/export", dict, body, timeout=SEARCH_TIMEOUT)
+
+    @staticmethod
     def explain(execution_id: str) -> _Call[dict[str, Any]]:
         path = f"/api/executions/{_segment(execution_id)}/explain"
         return _Call("POST", path, dict, timeout=SEARCH_TIMEOUT)
@@ -477,6 +492,20 @@ class AsyncClient:
         """Search execution history by meaning; hits best first (viewer)."""
         return await self._send(_Calls.search(text, kind, filters, k))
 
+    async def step_statistics(self, playbook: str, step: str | None = None) -> dict[str, Any]:
+        """Statistics of one step, or of every step with finished runs (viewer)."""
+        return await self._send(_Calls.step_statistics(playbook, step))
+
+    async def analytics_query(
+        self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Read-only ClickHouse SQL over the analytics tables (viewer)."""
+        return await self._send(_Calls.analytics_query(sql, max_rows, timeout))
+
+    async def export_analytics(self, *, full: bool = False) -> dict[str, Any]:
+        """Export the events stored since the last export (operator)."""
+        return await self._send(_Calls.export_analytics(full))
+
     async def similar(self, execution_id: str, *, k: int = 5) -> dict[str, Any]:
         """The execution's failure and past failures like it (viewer)."""
         return await self._send(_Calls.similar(execution_id, k))
@@ -697,6 +726,20 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Search execution history by meaning; hits best first (viewer)."""
         return self._send(_Calls.search(text, kind, filters, k))
+
+    def step_statistics(self, playbook: str, step: str | None = None) -> dict[str, Any]:
+        """Statistics of one step, or of every step with finished runs (viewer)."""
+        return self._send(_Calls.step_statistics(playbook, step))
+
+    def analytics_query(
+        self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Read-only ClickHouse SQL over the analytics tables (viewer)."""
+        return self._send(_Calls.analytics_query(sql, max_rows, timeout))
+
+    def export_analytics(self, *, full: bool = False) -> dict[str, Any]:
+        """Export the events stored since the last export (operator)."""
+        return self._send(_Calls.export_analytics(full))
 
     def similar(self, execution_id: str, *, k: int = 5) -> dict[str, Any]:
         """The execution's failure and past failures like it (viewer)."""

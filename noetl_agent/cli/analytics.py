@@ -2,7 +2,9 @@
 
 They read the local event log (``$NOETL_HOME/noetl.db``), or the PostgreSQL one with
 ``--database``, export what is new to the analytics store (chDB under
-``$NOETL_HOME/analytics``, or the server of ``NOETL_CLICKHOUSE_URL``) and answer from it.
+``$NOETL_HOME/analytics``, or the server of ``NOETL_CLICKHOUSE_URL``) and answer from it;
+with ``--server`` (or ``NOETL_SERVER_URL``) they ask that API server instead, and print
+the same.
 chDB, clickhouse-connect and pyarrow load only when one of these commands runs, so they
 never slow down ``noetl-agent run``.
 """
@@ -20,6 +22,10 @@ from noetl_agent.cli.app import (
     EXIT_FAILED,
     EXIT_INVALID,
     SCHEMA_OPTION,
+    SERVER_OPTION,
+    TOKEN_OPTION,
+    _call_remote,
+    _endpoint,
     _fail,
     _principal,
     _print_json,
@@ -32,7 +38,7 @@ from noetl_agent.cli.app import (
 if TYPE_CHECKING:
     from engine.ports import EventStore
     from learning.analytics.service import Analytics
-    from learning.analytics.statistics import StepStatistics
+    from noetl_agent.client import AsyncClient
 
 T = TypeVar("T")
 analytics_app = typer.Typer(
@@ -90,6 +96,27 @@ def _with_analytics(
     return _run(go, "interrupted; exporting again later continues where it stopped")
 
 
+def _remote(
+    server: str | None, token: str | None, work: Callable[[AsyncClient], Awaitable[T]]
+) -> T | None:
+    """``work`` against the API server when there is one (None otherwise); a request the
+    server finds invalid (400, 422) exits 2 like a local one."""
+    endpoint = _endpoint(server, token)
+    if endpoint is None:
+        return None
+    from noetl_agent.errors import ApiError
+
+    async def checked(api: AsyncClient) -> T:
+        try:
+            return await work(api)
+        except ApiError as exc:
+            if exc.status in (400, 422):
+                raise _fail(str(exc), EXIT_INVALID) from None
+            raise
+
+    return _call_remote(endpoint, checked)
+
+
 @app.command()
 def export(
     parquet: Path | None = typer.Option(
@@ -104,10 +131,17 @@ def export(
     ),
     database: str | None = DATABASE_OPTION,
     schema: str = SCHEMA_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export new events to the analytics store (redacted; resumable; no row twice)."""
-    _principal().require("operator", "export analytics")
+
+    endpoint = _endpoint(server, token)
+
+    async def remote(api: AsyncClient) -> dict[str, Any]:
+        where = endpoint[0] if endpoint else "the server"
+        return {**await api.export_analytics(full=full), "store": f"the server at {where}"}
 
     async def work(analytics: Analytics) -> dict[str, Any]:
         report = await analytics.export(full=full)
@@ -117,7 +151,16 @@ def export(
             result.update(parquet=str(path), rows=rows)
         return result
 
-    result = _with_analytics(database, schema, work)
+    if parquet is not None and endpoint is not None:
+        raise _fail(
+            "--parquet writes files on this machine and cannot go through --server",
+            EXIT_INVALID,
+            "run `noetl-agent export --parquet DIR` where the event log is",
+        )
+    result = _remote(server, token, remote)
+    if result is None:
+        _principal().require("operator", "export analytics")
+        result = _with_analytics(database, schema, work)
     if as_json:
         _print_json(result)
         return
@@ -136,20 +179,29 @@ def stats(
     step: str | None = typer.Argument(None, help="Step name; every step when omitted."),
     database: str | None = DATABASE_OPTION,
     schema: str = SCHEMA_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Step statistics: runs, failures by error class, attempts, success after k attempts,
     durations and resource use per worker pool."""
-    _principal().require("viewer", "read analytics")
 
-    async def work(analytics: Analytics) -> list[StepStatistics]:
+    async def remote(api: AsyncClient) -> list[dict[str, Any]]:
+        answer = await api.step_statistics(playbook, step)
+        return list(answer.get("steps") or [])
+
+    async def work(analytics: Analytics) -> list[dict[str, Any]]:
         if step is None:
-            return await analytics.playbook_statistics(playbook)
-        return [await analytics.step_statistics(playbook, step)]
+            return [s.to_dict() for s in await analytics.playbook_statistics(playbook)]
+        return [(await analytics.step_statistics(playbook, step)).to_dict()]
 
-    found = [s for s in _with_analytics(database, schema, work) if s.runs or s.tool_runs]
+    steps = _remote(server, token, remote)
+    if steps is None:
+        _principal().require("viewer", "read analytics")
+        steps = _with_analytics(database, schema, work)
+    found = [s for s in steps if s.get("runs") or s.get("tool_runs")]
     if as_json:
-        _print_json({"playbook": playbook, "steps": [s.to_dict() for s in found]})
+        _print_json({"playbook": playbook, "steps": found})
         return
     if not found:
         what = f"step `{step}` of playbook `{playbook}`" if step else f"playbook `{playbook}`"
@@ -162,44 +214,48 @@ def stats(
         _print_statistics(entry)
 
 
-def _print_statistics(s: StepStatistics) -> None:
+def _print_statistics(s: dict[str, Any]) -> None:
     out.print(
-        f"[bold]{s.playbook}[/] step [bold]{s.step}[/]: {s.runs} run(s), {s.succeeded} "
-        f"succeeded, {s.failed} failed (failure rate {s.failure_rate:.1%}); "
-        f"{s.tool_runs} tool run(s), {s.attempts_total} attempt(s)",
+        f"[bold]{s['playbook']}[/] step [bold]{s['step']}[/]: {s['runs']} run(s), "
+        f"{s['succeeded']} succeeded, {s['failed']} failed (failure rate "
+        f"{s['failure_rate']:.1%}); {s['tool_runs']} tool run(s), {s['attempts_total']} "
+        "attempt(s)",
         soft_wrap=True,
     )
-    if s.errors:
+    if s.get("errors"):
         table = _table("error class", "failed runs", "of runs", "failed attempts", "of attempts")
-        for e in s.errors:
+        for e in s["errors"]:
             table.add_row(
-                e.error_class,
-                str(e.failed_runs),
-                f"{e.run_rate:.1%}",
-                str(e.failed_attempts),
-                f"{e.attempt_rate:.1%}",
+                e["error_class"],
+                str(e["failed_runs"]),
+                f"{e['run_rate']:.1%}",
+                str(e["failed_attempts"]),
+                f"{e['attempt_rate']:.1%}",
             )
         out.print(table)
-    if s.attempts:
+    if s.get("attempts"):
         table = _table("attempts", "tool runs", "succeeded", "P(success within k)")
-        for a in s.attempts:
+        for a in s["attempts"]:
             table.add_row(
-                str(a.attempts), str(a.tool_runs), str(a.succeeded), f"{a.success_within:.1%}"
+                str(a["attempts"]),
+                str(a["tool_runs"]),
+                str(a["succeeded"]),
+                f"{a['success_within']:.1%}",
             )
         out.print(table)
-    if s.pools:
+    if s.get("pools"):
         table = _table(
             "pool", "tool runs", "p50 ms", "p95 ms", "p99 ms", "cpu p50 ms", "peak RSS max KiB"
         )
-        for p in s.pools:
+        for p in s["pools"]:
             table.add_row(
-                p.pool,
-                str(p.tool_runs),
-                _number(p.p50_ms),
-                _number(p.p95_ms),
-                _number(p.p99_ms),
-                _number(p.cpu_p50_ms),
-                _number(p.peak_rss_max_kb),
+                p["pool"],
+                str(p["tool_runs"]),
+                _number(p.get("p50_ms")),
+                _number(p.get("p95_ms")),
+                _number(p.get("p99_ms")),
+                _number(p.get("cpu_p50_ms")),
+                _number(p.get("peak_rss_max_kb")),
             )
         out.print(table)
 
@@ -211,16 +267,20 @@ def query(
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=120.0, help="Seconds."),
     database: str | None = DATABASE_OPTION,
     schema: str = SCHEMA_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run read-only ClickHouse SQL over the analytics tables (exports new events first)."""
     from learning.analytics.errors import QueryFailed, QueryLimitExceeded, QueryRejected
 
-    _principal().require("viewer", "read analytics")
+    async def remote(api: AsyncClient) -> dict[str, Any]:
+        return await api.analytics_query(sql, max_rows=max_rows, timeout=timeout)
 
-    async def work(analytics: Analytics) -> Any:
+    async def work(analytics: Analytics) -> dict[str, Any]:
         try:
-            return await analytics.query(sql, max_rows=max_rows, timeout=timeout)
+            answer = await analytics.query(sql, max_rows=max_rows, timeout=timeout)
+            return answer.to_dict()
         except QueryLimitExceeded as exc:
             raise _fail(
                 str(exc),
@@ -236,15 +296,18 @@ def query(
                 "see the columns with `noetl-agent analytics query 'DESCRIBE TABLE events'`",
             ) from None
 
-    result = _with_analytics(database, schema, work)
+    result = _remote(server, token, remote)
+    if result is None:
+        _principal().require("viewer", "read analytics")
+        result = _with_analytics(database, schema, work)
     if as_json:
-        _print_json(result.to_dict())
+        _print_json(result)
         return
-    table = _table(*result.columns)
-    for row in result.rows:
+    table = _table(*result["columns"])
+    for row in result["rows"]:
         table.add_row(*("" if v is None else str(v) for v in row))
     out.print(table)
-    out.print(f"[dim]{result.row_count} row(s)[/]")
+    out.print(f"[dim]{result['row_count']} row(s)[/]")
 
 
 def _number(value: float | int | None) -> str:

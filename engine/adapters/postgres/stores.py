@@ -390,7 +390,8 @@ class PostgresEventStore:
         unique: dict[tuple[str, str], tuple[Event, str]] = {}
         for event, payload in zip(events, payloads, strict=True):
             unique.setdefault((event.execution_id, event.event_id), (event, payload))
-        lock_keys = sorted({advisory_key(self._db.schema, "event", key[0]) for key in unique})
+        executions = {execution_id for execution_id, _ in unique}
+        lock_keys = sorted(advisory_key(self._db.schema, "event", e) for e in executions)
         columns = [*_columns(list(unique.values())), lock_keys]
         resolved: dict[tuple[str, str], Event] = {}
         if not any(event.event_type in LIFECYCLE_EVENT_TYPES for event, _ in unique.values()):

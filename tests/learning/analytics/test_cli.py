@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from learning.analytics.schema import COLUMN_NAMES
+from tests.processes import serve, stop
 
 NOETL_AGENT = Path(sys.executable).parent / "noetl-agent"
 
@@ -83,6 +84,54 @@ def test_export_stats_and_query_from_the_command_line(tmp_path: Path) -> None:
     )
     too_many = _cli(home, "analytics", "query", "SELECT * FROM numbers(20)", "--max-rows", "5")
     assert too_many.returncode == 1 and "--max-rows" in too_many.stderr
+
+
+@pytest.mark.slow  # a server and several `noetl-agent` processes, each loading chDB
+def test_export_stats_and_query_through_a_server(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    playbook = tmp_path / "twice.yaml"
+    playbook.write_text(PLAYBOOK)
+    for _ in range(2):
+        assert _cli(home, "run", playbook, "--json").returncode == 0
+    tokens = {}
+    for name, role in (("ann", "viewer"), ("ops", "operator")):
+        created = _cli(home, "tokens", "create", "--name", name, "--kind", "human", "--role", role)
+        assert created.returncode == 0, created.stderr
+        tokens[name] = created.stdout.strip().splitlines()[-1]
+    env = {**os.environ, "NOETL_HOME": str(home), "COLUMNS": "200"}
+    env.pop("NOETL_CLICKHOUSE_URL", None)
+    process, url = serve(env, tmp_path / "server.log")
+    try:
+
+        def remote(who: str, *args: object) -> subprocess.CompletedProcess[str]:
+            return _cli(home, "--server", url, "--token", tokens[who], *args)
+
+        refused = remote("ann", "export")
+        assert refused.returncode == 1 and "operator" in refused.stderr
+        exported = remote("ops", "export", "--json")
+        assert exported.returncode == 0, exported.stderr
+        assert json.loads(exported.stdout)["store"] == f"the server at {url}"
+        parquet = remote("ops", "export", "--parquet", tmp_path / "out")
+        assert parquet.returncode == 2 and "cannot go through --server" in parquet.stderr
+
+        shown = remote("ann", "stats", "tests/analytics/twice")
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout == _cli(home, "stats", "tests/analytics/twice").stdout
+        as_json = remote("ann", "stats", "tests/analytics/twice", "greet", "--json")
+        (greet,) = json.loads(as_json.stdout)["steps"]
+        assert (greet["runs"], greet["succeeded"]) == (2, 2)
+
+        sql = (
+            "SELECT step, count() AS runs FROM events"
+            " WHERE event_type = 'step.finished' GROUP BY step"
+        )
+        query = remote("ann", "analytics", "query", sql, "--json")
+        assert query.returncode == 0, query.stderr
+        assert json.loads(query.stdout)["rows"] == [["greet", 2]]
+        bad = remote("ann", "analytics", "query", "DROP TABLE events")
+        assert bad.returncode == 2 and "`DROP TABLE` is not allowed" in bad.stderr
+    finally:
+        stop(process)
 
 
 def test_run_never_loads_the_analytics_libraries() -> None:
