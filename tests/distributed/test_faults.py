@@ -95,7 +95,10 @@ def _assert_finished_once(cluster: ProcessCluster, execution_ids: list[str]) -> 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
     require_nats()
-    started = ProcessCluster(tmp_path, postgres_dsn(), lease=10.0)
+    # Claims must outlive a server restart on a loaded machine (the server starting again
+    # can take several seconds): an expired claim is re-issued by design, and these tests
+    # check that a restart alone never runs a step twice.
+    started = ProcessCluster(tmp_path, postgres_dsn(), lease=30.0)
     try:
         started.start(workers=2)
         yield started
