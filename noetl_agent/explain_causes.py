@@ -11,7 +11,7 @@ cause ``error:<code>`` ("the same error as ..."), so past failures still group b
 
 - the failure's own error, matched by the rules: :data:`RULE_WEIGHT` for the first
   cause matched, half of it for the others; an error no rule knows gives its
-  placeholder cause only :data:`UNKNOWN_WEIGHT`, so similar failures decide;
+  fallback cause only :data:`UNKNOWN_WEIGHT`, so similar failures decide;
 - every similar past failure more than :data:`MIN_SIMILARITY` alike: its similarity
   above that floor, rescaled to 0..1 (two unrelated errors still score about 0.3, so
   only the part above it is evidence), times :data:`RESOLVED_FACTOR` when a later run or

@@ -437,6 +437,8 @@ class Demo:
         loop = asyncio.get_running_loop()
         handled = False
         previous = signal.getsignal(signal.SIGINT)
+        # Off the main thread or on a loop without signal support, Ctrl-C keeps its usual
+        # KeyboardInterrupt, which the CLI turns into a clean exit.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, stop.set)
             handled = True

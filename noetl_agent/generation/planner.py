@@ -655,7 +655,7 @@ class _Builder:
 def _template_url(url: str, iterator: str) -> str:
     expression = "{{ " + iterator + " }}"
     out = url
-    for placeholder in (
+    for spelling in (  # the ways a description writes the loop variable into a URL
         "{{" + iterator + "}}",
         "{{ " + iterator + " }}",
         "{" + iterator + "}",
@@ -663,7 +663,7 @@ def _template_url(url: str, iterator: str) -> str:
         "${" + iterator + "}",
         ":" + iterator,
     ):
-        out = out.replace(placeholder, expression)
+        out = out.replace(spelling, expression)
     return out
 
 
