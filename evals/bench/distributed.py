@@ -13,7 +13,10 @@ the CLI, as a user would, and measures:
   scheduling (``step.started`` -> ``tool.started``: the command is stored, announced on
   NATS, fetched, claimed over HTTP and started on a worker), the tool run (``tool.started``
   -> ``tool.processed``), and the hand-back (``tool.processed`` -> the next
-  ``step.started``: the report reaches the server and the engine decides).
+  ``step.started``: the report reaches the server and the engine decides); for executions
+  run one at a time, for ``--some-rounds`` rounds of ``--some-at-once`` executions together
+  (fewer than the workers' slots, so no step waits for a worker), and for the throughput
+  run (where steps wait for a free slot: that figure is the queue, see Little's law).
 * **Event ingestion**: ``--ingest-events`` events shaped like a worker's reports of
   pipeline tools (``tool.started`` and a partial ``tool.processed`` with a typical
   payload) are posted to ``POST /api/events/batch`` in batches of ``--ingest-batch``
@@ -374,11 +377,14 @@ class Throughput:
     steps_per_s: float
     timings: Timings
     unloaded: Timings
+    some: Timings  # ``some_at_once`` executions at a time, below the workers' slots
+    some_at_once: int
     cpu_busy_pct: float
     ours_cpu_s: float
     server_cpu_s: float
     postgres_cpu_s: float
     load: str
+    worker_slots: int = 0  # commands the workers run at once, all together
 
 
 async def _register(api: httpx.AsyncClient, content: str) -> str:
@@ -496,10 +502,13 @@ async def throughput(
     warmup: int,
     in_flight: int,
     unloaded: int,
+    some_at_once: int = 0,
+    some_rounds: int = 0,
     profile: Path | None = None,
 ) -> Throughput:
-    """Run the 5-step playbook ``unloaded`` times one after another, then ``executions``
-    times at once; see the module docstring."""
+    """Run the 5-step playbook ``unloaded`` times one after another, ``some_rounds`` times
+    ``some_at_once`` executions together, then ``executions`` times at once; see the
+    module docstring."""
     conn = await asyncpg.connect(bench.dsn, timeout=10)
     try:
         async with httpx.AsyncClient(
@@ -512,6 +521,11 @@ async def throughput(
             for _ in range(unloaded):
                 alone += await _start(api, path, 1, 1)
                 await _wait_finished(conn, bench, alone[-1:], 60, poll=0.01)
+            some: list[str] = []
+            for _ in range(some_rounds if some_at_once else 0):
+                batch = await _start(api, path, some_at_once, some_at_once)
+                await _wait_finished(conn, bench, batch, 60, poll=0.01)
+                some += batch
             load = loadavg()
             pg = _postgres_pids()
             with _profiled(bench, profile, "throughput"):
@@ -526,6 +540,7 @@ async def throughput(
                 server1 = process_cpu(bench.pids[:1])
         rows = await _step_rows(conn, ids)
         alone_rows = await _step_rows(conn, alone)
+        some_rows = await _step_rows(conn, some)
     finally:
         await conn.close()
     completed = sum(1 for s in statuses.values() if s == "completed")
@@ -538,6 +553,8 @@ async def throughput(
         steps_per_s=completed * STEPS / seconds if seconds > 0 else 0.0,
         timings=Timings.from_rows(rows),
         unloaded=Timings.from_rows(alone_rows),
+        some=Timings.from_rows(some_rows),
+        some_at_once=some_at_once,
         cpu_busy_pct=100 * (busy1 - busy0) / max(total1 - total0, 1),
         ours_cpu_s=ours1 - ours0,
         server_cpu_s=server1 - server0,
@@ -806,9 +823,8 @@ def render_markdown(meta: list[str], run: Throughput, ingest: Ingestion, notes: 
         f"| Scheduling p50, `step.started` → `tool.started`, one execution at a time | "
         f"< {GOAL_SCHEDULING_P50_MS:.0f} ms | {_ms(alone)} | "
         f"{_verdict(alone is not None and alone < GOAL_SCHEDULING_P50_MS)} |",
-        f"| Scheduling p50, `step.started` → `tool.started`, during the throughput run | "
-        f"< {GOAL_SCHEDULING_P50_MS:.0f} ms | {_ms(loaded)} | "
-        f"{_verdict(loaded is not None and loaded < GOAL_SCHEDULING_P50_MS)} |",
+        f"| Scheduling p50 during the throughput run: the wait for a free worker slot"
+        f" (Little's law ≈ {_ms(runnable)}) | — | {_ms(loaded)} | (informational) |",
         f"| Ingestion through the API ÷ raw COPY, same rows, same database | "
         f"≥ {GOAL_INGEST_RATIO:.0%} | {ingest.ratio:.0%} | "
         f"{_verdict(ingest.ratio >= GOAL_INGEST_RATIO)} |",
@@ -833,6 +849,10 @@ def render_markdown(meta: list[str], run: Throughput, ingest: Ingestion, notes: 
         "| Run | Steps | Scheduling p50 | Scheduling p95 | Tool run p50 | Tool run p95 |",
         "|---|---:|---:|---:|---:|---:|",
         _latency_row("one execution at a time", run.unloaded),
+        _latency_row(
+            f"{run.some_at_once} at once (below the {run.worker_slots} worker slots), rounds",
+            run.some,
+        ),
         _latency_row(f"{run.executions} at once (throughput run)", run.timings),
         "",
         "### Ingestion",
@@ -862,7 +882,10 @@ def render_markdown(meta: list[str], run: Throughput, ingest: Ingestion, notes: 
         f"- With all {run.executions} executions started at once, every execution has a step"
         " waiting for a worker almost all the time, so a step waits about executions ÷"
         f" throughput ≈ {_ms(runnable)} (Little's law) whatever the dispatch path costs: the"
-        " loaded figure measures that queue; the one-at-a-time figure measures the path.",
+        " loaded figure measures that queue; the one-at-a-time figure measures the path. With"
+        f" {run.some_at_once} at once every step finds a free worker slot, but the server"
+        " decides one report at a time (its CPU per step is above), so steps queue there:"
+        " that row shows how the path grows with executions in flight.",
     ]
     out += [f"- {note}" for note in notes]
     out += ["", MARK_END]
@@ -889,6 +912,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="commands per worker")
     parser.add_argument("--in-flight", type=int, default=16, help="concurrent start requests")
+    parser.add_argument(
+        "--some-at-once",
+        type=int,
+        default=8,
+        help="executions started together for the scheduling figure below saturation (0: skip)",
+    )
+    parser.add_argument("--some-rounds", type=int, default=5, help="rounds of --some-at-once")
     parser.add_argument("--ingest-events", type=int, default=50_000)
     parser.add_argument(
         "--ingest-batch",
@@ -919,6 +949,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--executions, --workers, --concurrency and --ingest-batch must be >= 1")
     if args.ingest_batch % 2 or args.ingest_events < args.ingest_batch:
         parser.error("--ingest-batch must be even and at most --ingest-events")
+    if args.some_at_once < 0 or args.some_rounds < 0:
+        parser.error("--some-at-once and --some-rounds must be >= 0")
     if args.compare_batch < 0 or args.compare_batch % 2:
         parser.error("--compare-batch must be even (0 to skip it)")
     return args
@@ -936,8 +968,16 @@ async def run(
             args.database_url, args.nats, args.workers, args.concurrency, logs
         ) as bench:
             result = await throughput(
-                bench, args.executions, args.warmup, args.in_flight, args.unloaded, args.profile
+                bench,
+                args.executions,
+                args.warmup,
+                args.in_flight,
+                args.unloaded,
+                args.some_at_once,
+                args.some_rounds,
+                args.profile,
             )
+            result.worker_slots = args.workers * args.concurrency
             ingest = await ingestion(
                 bench,
                 args.ingest_events,
@@ -974,7 +1014,8 @@ async def run(
         f"Throughput method: {args.executions} executions of a {STEPS}-step playbook of `python`"
         f' steps (`result = {{"i": n}}`) started at once through `POST /api/execute`'
         f" ({args.in_flight} requests in flight), after {args.warmup} untimed ones and"
-        f" {args.unloaded} run one at a time (for the unloaded step timings)",
+        f" {args.unloaded} run one at a time and {args.some_rounds} rounds of"
+        f" {args.some_at_once} at once (for the step timings below saturation)",
         f"Ingestion method: {args.ingest_events} tool events of {args.ingest_executions}"
         f" executions ({args.ingest_batch} per batch, one execution per batch,"
         f" {args.ingest_clients} clients each sending one batch at a time) vs one binary COPY"

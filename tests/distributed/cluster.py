@@ -5,7 +5,9 @@
 ``close``), tokens for an operator, a viewer and a worker, and the processes; the server
 can be stopped (SIGTERM or SIGKILL) and started again on the same port, schema and stream.
 ``PrivateNats`` is a `nats-server -js` of the test's own on a free port, with its
-storage in a temporary directory, that can be stopped and started again.
+storage in a temporary directory, that can be stopped and started again;
+``PrivatePostgres`` is a PostgreSQL server of the test's own (``initdb`` and ``pg_ctl``),
+that can be stopped (``immediate``: as a crash would) and started again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,6 +41,7 @@ from tests.processes import (
 )
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/nonexistent"))
 ROLES = {"operator": "operator", "viewer": "viewer", "worker": "worker"}
 
 
@@ -66,6 +70,50 @@ class PrivateNats:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL server in a new folder under the system's temporary directory (one
+    the ``postgres`` user can reach: as root, its programs run as that user, since
+    ``initdb`` refuses root) on a free port, user postgres, trust auth; ``remove`` stops
+    it and deletes the folder."""
+
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="noetl-pg-")))
+    port: int = field(default_factory=free_port)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(POSTGRES_BIN / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} {' '.join(args[:2])} failed: {done.stderr[-1500:]}")
+
+    def init(self) -> None:
+        require_service((POSTGRES_BIN / "initdb").exists(), f"PostgreSQL's initdb ({POSTGRES_BIN})")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.folder / "data"), "-U", "postgres", "-A", "trust")
+        self.start()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
+        data, log = str(self.folder / "data"), str(self.folder / "server.log")
+        self._run("pg_ctl", "start", "-w", "-D", data, "-l", log, "-o", options)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.folder / "data"))
+
+    def remove(self) -> None:
+        if (self.folder / "data" / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @dataclass

@@ -209,13 +209,16 @@ class NatsCommandBus:
         except NotFoundError:
             await self._js.add_stream(config)
 
-    async def notify(self, note: CommandNote, *, attempt: int = 1) -> None:
-        """Publish a note; the same (command, attempt) published twice is stored once."""
+    async def notify(self, note: CommandNote, *, attempt: int = 1, epoch: str = "") -> None:
+        """Publish a note; the same (command, attempt, epoch) published twice is stored
+        once. ``epoch`` tells apart the notes of a command stored anew (after the database
+        lost it), which must not be taken for repeats of the first one."""
+        msg_id = f"{note.command_id}@{attempt}" + (f"~{epoch}" if epoch else "")
         try:
             await self._js.publish(
                 self.subject(note.pool),
                 note.encode(),
-                headers={"Nats-Msg-Id": f"{note.command_id}@{attempt}"},
+                headers={"Nats-Msg-Id": msg_id},
                 timeout=5,
             )
         except NatsError as exc:  # timeouts, a closed connection, no stream to answer

@@ -6,6 +6,14 @@ its ``RunTool.to_dict()`` as ``body``. The row, not the NATS note announcing it,
 source of truth: a worker learns from a note that there is work, then claims the command
 here, and at most one worker holds an unexpired claim at a time.
 
+Command rows and claims are committed without waiting for the disk (``flush=False``,
+see ``PostgresDatabase.transaction``): dispatching a step costs no fsync beyond the one
+of its events. Both can be rebuilt: the event log (flushed) says which commands an
+execution has outstanding, so ``DistributedCommandQueue`` stores again what a crash of
+PostgreSQL lost (see ``wal``), and a lost claim only returns its command to the queue,
+as an expired lease does: its worker's next heartbeat is refused and the command runs
+again (at least once, as after any lost claim).
+
     status      how it gets there
     queued      ``put`` (new); ``due_for_notice`` (a claim that expired)
     claimed     ``claim``: from queued, or from claimed when the lease expired or the
@@ -138,11 +146,28 @@ WHERE status IN ('queued', 'claimed')
 GROUP BY pool, status
 """
 _PING = "SELECT count(*) FROM (SELECT 1 FROM {s}.command LIMIT 1) AS probe"
+# Where the server's write-ahead log is: written so far, and flushed to disk so far (both
+# as byte positions), and when the server started (a new start means a crash or restart).
+_WAL = """
+SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint AS written,
+       pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint AS flushed,
+       pg_postmaster_start_time() AS started
+"""
 
 
 def global_command_id(command: RunTool) -> str:
     """The id a command has across executions: ``execution_id:command_id``."""
     return f"{command.execution_id}:{command.command_id}"
+
+
+class WalPosition(NamedTuple):
+    """The server's write-ahead log: bytes written and flushed so far, and when the server
+    started (a different start time means it restarted, and may have lost what was
+    written but not flushed)."""
+
+    written: int
+    flushed: int
+    started: datetime
 
 
 class DueCommand(NamedTuple):
@@ -212,11 +237,15 @@ class PostgresCommandStore:
         self._queued_of = db.sql(_QUEUED_OF)
         self._counts = db.sql(_COUNTS)
         self._ping = db.sql(_PING)
+        self._wal = db.sql(_WAL)
 
     async def put(self, command: RunTool) -> bool:
-        """Store ``command`` as queued; False (changing nothing) when it is already stored."""
+        """Store ``command`` as queued; False (changing nothing) when it is already stored.
+
+        The commit does not wait for the disk: a crash of PostgreSQL right after may lose
+        the row (see ``wal``)."""
         body = _body(command)
-        async with self._db.connection("store a command") as conn:
+        async with self._db.transaction("store a command", flush=False) as conn:
             row = await conn.fetchrow(
                 self._put,
                 global_command_id(command),
@@ -232,9 +261,10 @@ class PostgresCommandStore:
         """Hand the command to ``worker_id`` for ``lease_seconds``.
 
         Raises ``NotFound`` for an unknown id and ``Conflict`` when another worker holds an
-        unexpired claim or the command is done or cancelled."""
+        unexpired claim or the command is done or cancelled. The commit does not wait for
+        the disk: a crash of PostgreSQL right after may return the command to the queue."""
         lease = _lease(lease_seconds)
-        async with self._db.connection("claim a command") as conn:
+        async with self._db.transaction("claim a command", flush=False) as conn:
             row = await conn.fetchrow(self._claim, command_id, worker_id, lease)
             if row is None:
                 raise await self._refusal(conn, command_id, worker_id, "claim")
@@ -333,6 +363,13 @@ class PostgresCommandStore:
         async with self._db.connection("count commands") as conn:
             rows = await conn.fetch(self._counts)
         return {(row["pool"], row["status"]): int(row["n"]) for row in rows}
+
+    async def wal(self) -> WalPosition:
+        """Where the server's write-ahead log is: a row written before ``written`` is safe
+        once ``flushed`` reaches it, unless ``started`` changes first (a restart)."""
+        async with self._db.connection("read the write-ahead log position") as conn:
+            row = await conn.fetchrow(self._wal)
+        return WalPosition(int(row["written"]), int(row["flushed"]), row["started"])
 
     async def ping(self) -> None:
         """Raise ``StoreError`` unless the database answers and the table is in place."""

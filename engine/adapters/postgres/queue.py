@@ -17,6 +17,14 @@ while a lost note of a never-claimed command is made up for within about two min
 left of executions that have ended. After a restart, ``renotify`` announces the queued
 commands of the executions the engine recovered.
 
+Command rows and claims are committed without waiting for the disk (see
+``PostgresCommandStore``), so a crash of PostgreSQL can lose the newest of them. The queue
+keeps every command it stored until the database's flushed write-ahead log has passed
+it; each reaper pass reads the log's position (``PostgresCommandStore.wal``), lets go of
+the commands now safe on disk, and when the database started anew since the last pass
+stores the others again (``put`` is idempotent) and announces those it had lost, under a
+note id of their own so JetStream does not drop it as a repeat.
+
 A poison command (one whose workers keep dying or hanging on it) is not re-issued for
 ever: once it was claimed ``max_claims`` times and the last claim expired too, the reaper
 fails it (see ``PostgresCommandStore.abandon``) and reports a final ``tool.processed``
@@ -38,6 +46,7 @@ from engine.adapters.postgres.commands import (
     Abandoned,
     DueCommand,
     PostgresCommandStore,
+    WalPosition,
     global_command_id,
 )
 from engine.core import events as ev
@@ -80,6 +89,10 @@ class DistributedCommandQueue:
         self.reap_batch = reap_batch
         self.put_budget = put_budget
         self._tasks: set[asyncio.Task[None]] = set()
+        # Commands stored and not yet known to be on disk, with the log position written
+        # after them (None until a reaper pass reads one).
+        self._unflushed: dict[str, tuple[RunTool, int | None]] = {}
+        self._started: datetime | None = None  # the database's start time at the last pass
 
     async def submit(self, command: RunTool) -> None:
         """Store ``command`` and announce it, unless it was stored before.
@@ -97,9 +110,52 @@ class DistributedCommandQueue:
             )
             return
         if created:
+            self._unflushed[global_command_id(command)] = (command, None)
             await self._announce(
                 DueCommand(global_command_id(command), command.execution_id, command.pool, 0)
             )
+
+    @property
+    def unflushed(self) -> int:
+        """Commands stored and not yet known to be on the database's disk."""
+        return len(self._unflushed)
+
+    async def confirm(self) -> int:
+        """Let go of the commands the database has flushed to disk; if it started anew
+        since the last call (a crash may have lost some), store the others again and
+        announce those that were lost. Returns how many were stored again."""
+        waiting = [gid for gid, (_, mark) in self._unflushed.items() if mark is None]
+        position = await self.store.wal()
+        if position.started != self._started:  # a restart, or the first pass: unknown
+            restored = await self._restore(position) if self._unflushed else 0
+            self._started = position.started  # only once all are stored again
+            return restored
+        for gid in waiting:
+            if gid in self._unflushed:
+                self._unflushed[gid] = (self._unflushed[gid][0], position.written)
+        for gid, (_, mark) in list(self._unflushed.items()):
+            if mark is not None and mark <= position.flushed:
+                del self._unflushed[gid]
+        return 0
+
+    async def _restore(self, position: WalPosition) -> int:
+        """Store every unflushed command again (the database may have lost it)."""
+        epoch = f"{position.started.timestamp():.6f}"
+        restored = 0
+        for gid, (command, _) in list(self._unflushed.items()):
+            self._unflushed[gid] = (command, None)
+            if await self.store.put(command):
+                restored += 1
+                await self._announce(
+                    DueCommand(gid, command.execution_id, command.pool, 0), epoch=epoch
+                )
+        if restored:
+            logger.warning(
+                "PostgreSQL restarted and had lost %d stored command(s); stored and "
+                "announced them again",
+                restored,
+            )
+        return restored
 
     async def cancel(self, execution_id: str) -> None:
         """Cancel the execution's queued and claimed commands: claims and heartbeats of its
@@ -119,6 +175,7 @@ class DistributedCommandQueue:
 
     async def reap(self) -> int:
         """One reaper pass; return how many commands were announced again."""
+        restored = await self.confirm()
         await self.store.cancel_finished()
         for dead in await self.store.abandon(self.max_claims, self.reap_batch):
             await self._fail(dead)
@@ -129,7 +186,7 @@ class DistributedCommandQueue:
             await self._announce(item)
         if due:
             logger.info("re-announced %d command(s) with expired or unclaimed notes", len(due))
-        return len(due)
+        return restored + len(due)
 
     async def run_reaper(self, interval: float = DEFAULT_REAP_INTERVAL) -> None:
         """Reap every ``interval`` seconds until cancelled; failures are logged, not raised."""
@@ -183,10 +240,10 @@ class DistributedCommandQueue:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _announce(self, item: DueCommand) -> None:
+    async def _announce(self, item: DueCommand, *, epoch: str = "") -> None:
         note = CommandNote(item.execution_id, item.command_id, item.pool)
         try:
-            await self.bus.notify(note, attempt=item.attempts + 1)
+            await self.bus.notify(note, attempt=item.attempts + 1, epoch=epoch)
         except StoreError as exc:
             logger.warning("%s; the reaper announces it again within %gs", exc, self.renotify_after)
         except ValueError as exc:  # a pool name no subject can carry: no worker can get it

@@ -299,16 +299,23 @@ class PostgresDatabase:
                 yield conn
 
     @asynccontextmanager
-    async def transaction(self, action: str, lock_keys: Iterable[int] = ()) -> AsyncIterator[Any]:
+    async def transaction(
+        self, action: str, lock_keys: Iterable[int] = (), *, flush: bool = True
+    ) -> AsyncIterator[Any]:
         """One read-committed transaction holding the advisory locks ``lock_keys``.
 
         ``BEGIN`` and the locks go to the server in one round trip; the locks are taken
-        in ascending order and released at commit or rollback.
+        in ascending order and released at commit or rollback. With ``flush=False`` the
+        commit returns before its WAL reaches the disk (``synchronous_commit`` off for this
+        transaction): visible to everyone at once, durable within PostgreSQL's
+        ``wal_writer_delay`` or at the next flushed commit of any session, lost only if
+        PostgreSQL itself crashes before that. Only for rows the caller can rebuild.
         """
         locks = "".join(f" SELECT pg_advisory_xact_lock({key});" for key in sorted(set(lock_keys)))
+        relaxed = "" if flush else " SET LOCAL synchronous_commit TO off;"
         async with self.connection(action) as conn:
             try:
-                await conn.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED;{locks}")
+                await conn.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED;{relaxed}{locks}")
                 yield conn
             except BaseException:
                 # A broken connection cannot roll back; the pool then discards it.
