@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from engine.errors import NoetlError, TemplateError
 from engine.ports import CredentialProvider, ToolContext
 from engine.tools.outcome import ToolOutcome
 from engine.tools.registry import ToolRegistry
+from engine.tools.usage import process_cpu_seconds
 
 Report = Callable[[list[Event]], Awaitable[None]]
 _CONTEXT = re.compile(r"\bcontext\b")
@@ -320,7 +320,7 @@ class _Usage:
 
     def __init__(self) -> None:
         self._started = time.perf_counter()
-        self._cpu_start = _process_cpu_seconds()
+        self._cpu_start = process_cpu_seconds()
         self._own = False
         self._cpu_ms = 0.0
         self._peak_kb: int | None = None
@@ -342,7 +342,7 @@ class _Usage:
         """``{wall_ms, cpu_ms, scope}`` and, when measured, ``peak_rss_kb``."""
         wall_ms = round((time.perf_counter() - self._started) * 1000, 3)
         if not self._own:
-            cpu_ms = round((_process_cpu_seconds() - self._cpu_start) * 1000, 3)
+            cpu_ms = round((process_cpu_seconds() - self._cpu_start) * 1000, 3)
             return {"wall_ms": wall_ms, "cpu_ms": cpu_ms, "scope": "process"}
         usage: dict[str, Any] = {
             "wall_ms": wall_ms,
@@ -352,12 +352,6 @@ class _Usage:
         if self._peak_kb is not None:
             usage["peak_rss_kb"] = self._peak_kb
         return usage
-
-
-def _process_cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
 
 
 def _inline_script(config: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from engine.tools.usage import process_cpu_seconds
+
 if TYPE_CHECKING:
     import ast
 
@@ -356,12 +358,6 @@ _PEAK_RESETTABLE = True
 """Whether ``/proc/self/clear_refs`` can reset the memory high-water mark (Linux ≥ 4.0)."""
 
 
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
-
-
 def _reset_peak() -> None:
     global _PEAK_RESETTABLE
     if not _PEAK_RESETTABLE:
@@ -389,7 +385,7 @@ def _peak_rss_kb() -> int:
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request and return its reply; never raises for an error of the step code."""
     _reset_peak()
-    cpu_before = _cpu_seconds()
+    cpu_before = process_cpu_seconds()
     filename = request.get("file") or "<python step>"
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
@@ -409,7 +405,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     reply["stdout"] = _trim(out.getvalue())
     reply["stderr"] = _trim(err.getvalue())
     reply["usage"] = {
-        "cpu_ms": round((_cpu_seconds() - cpu_before) * 1000, 3),
+        "cpu_ms": round((process_cpu_seconds() - cpu_before) * 1000, 3),
         "peak_rss_kb": _peak_rss_kb(),
     }
     return reply

@@ -47,7 +47,7 @@ from typing import Any
 from engine.errors import NoetlError
 from engine.runtime.embedded import Engine
 from evals.policy.judge import Judgement, judge
-from evals.policy.measure import Batch, run_batch
+from evals.policy.measure import summary
 from evals.policy.scenarios import ROLLBACK, ROLLBACK_TIMEOUT, Scenario, World, world
 from evals.policy.simulator import Simulator, serve, truth
 from evals.policy.sweep import (
@@ -62,6 +62,7 @@ from evals.policy.sweep import (
 )
 from evals.results import RESULTS, write_section
 from learning.policy.patch import pointer
+from noetl_agent.demo.runs import Batch, run_batch
 from noetl_agent.demo.stack import demo_stack
 from noetl_agent.principals import Principal
 
@@ -110,9 +111,9 @@ class ScenarioResult:
         if self.sweep is None or approved is None:
             return None
         metric = METRIC[self.goal]
-        v1 = self.sweep.batches["v1"].summary()[metric]
-        best = self.sweep.batches[self.sweep.best].summary()[metric]
-        got = approved.summary()[metric]
+        v1 = summary(self.sweep.batches["v1"])[metric]
+        best = summary(self.sweep.batches[self.sweep.best])[metric]
+        got = summary(approved)[metric]
         if v1 is None or best is None or got is None or v1 - best <= 0:
             return None
         return (v1 - got) / (v1 - best)
@@ -122,8 +123,8 @@ class ScenarioResult:
         approved = self._approved_batch()
         if self.sweep is None or approved is None:
             return None
-        best = self.sweep.batches[self.sweep.best].summary()
-        got = approved.summary()
+        best = summary(self.sweep.batches[self.sweep.best])
+        got = summary(approved)
         return {
             metric: float(f"{got[metric] - best[metric]:.4g}")
             for metric in ("failure_rate", "wall_s", "cost_per_run")
@@ -135,10 +136,10 @@ class ScenarioResult:
             "name": self.name,
             "goal": self.goal,
             "notes": self.notes,
-            "before": {"version": self.before_version, **self.before.summary()},
+            "before": {"version": self.before_version, **summary(self.before)},
             "after": None
             if self.after is None
-            else {"version": self.after_version, **self.after.summary()},
+            else {"version": self.after_version, **summary(self.after)},
             "proposals": self.proposals,
             "approved": self.approved,
             "evaluation": self.evaluation,
@@ -169,15 +170,15 @@ class RollbackResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "before": self.before.summary(),
+            "before": summary(self.before),
             "submitted": self.submitted,
-            "after": self.after.summary() if self.after else None,
+            "after": summary(self.after) if self.after else None,
             "verdict": (self.evaluation or {}).get("verdict"),
             "evaluation": self.evaluation,
             "rollback_raised": self.raised,
             "rollback_id": self.rollback_id,
             "rollback_status": self.rollback_status,
-            "after_rollback": self.recovered.summary() if self.recovered else None,
+            "after_rollback": summary(self.recovered) if self.recovered else None,
             "problems": self.problems,
         }
 
@@ -516,9 +517,9 @@ async def evaluate(runs: int, quick: bool, home: Path) -> Report:
                 "the closed loop was not run: missing " + ", ".join(missing) + "; only the "
                 "brute-force sweep was measured"
             )
-            for scenario in world_.scenarios:
+            for scenario in world_.scenarios:  # no runs, so of no catalog version
                 results[scenario.name] = ScenarioResult(
-                    scenario.name, scenario.goal, scenario.notes, Batch()
+                    scenario.name, scenario.goal, scenario.notes, Batch(scenario.path, 0)
                 )
         else:
             async with demo_stack(home / "loop", pools) as stack:
@@ -583,13 +584,13 @@ def run(runs: int | None = None, quick: bool = False) -> Report:
 
 
 def _rate(batch: Batch | None) -> str:
-    if batch is None or batch.n == 0:
+    if batch is None or batch.runs == 0:
         return "—"
-    return f"{batch.failure_rate:.1%} ({batch.failures}/{batch.n})"
+    return f"{batch.failure_rate:.1%} ({batch.failures}/{batch.runs})"
 
 
 def _wall(batch: Batch | None) -> str:
-    return "—" if batch is None or batch.n == 0 else f"{batch.mean_wall_s * 1000:.0f} ms"
+    return "—" if batch is None or batch.runs == 0 else f"{batch.mean_wall_s * 1000:.0f} ms"
 
 
 def _cost(batch: Batch | None) -> str:

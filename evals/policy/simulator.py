@@ -22,21 +22,19 @@ permanently: what a correct proposal must respect.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from noetl_agent.demo.service import POOL_HEADER
+from noetl_agent.demo.service import serve_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,48 +182,10 @@ class Simulator:
         return status, headers, body, service / 1000
 
 
-class _Handler(BaseHTTPRequestHandler):
-    simulator: Simulator
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        status, headers, body, service_s = self.simulator.answer(
-            self.command, self.path, self.headers.get(POOL_HEADER)
-        )
-        if service_s > 0:
-            time.sleep(service_s)
-        data = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up first (its timeout): counted, nothing to send
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the eval prints its own report."""
-
-
-@contextmanager
-def serve(simulator: Simulator) -> Iterator[str]:
+def serve(simulator: Simulator) -> AbstractContextManager[str]:
     """Serve ``simulator`` on a free port of 127.0.0.1 in a thread; yield the base URL."""
-    handler = type("SimulatorHandler", (_Handler,), {"simulator": simulator})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="policy-simulator", daemon=True)
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        yield f"http://{host!s}:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return serve_json(
+        simulator.answer,
+        name="policy-simulator",
+        methods=("GET", "POST", "PUT", "PATCH", "DELETE"),
+    )

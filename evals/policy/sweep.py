@@ -23,9 +23,10 @@ import yaml
 from engine.dsl.loader import parse_playbook
 from engine.runtime.embedded import Engine
 from evals.policy.judge import UNSAFE_METHODS
-from evals.policy.measure import Batch, run_batch
+from evals.policy.measure import summary
 from evals.policy.scenarios import Scenario
 from evals.policy.simulator import Simulator
+from noetl_agent.demo.runs import Batch, run_batch
 
 V1 = "v1"
 
@@ -60,7 +61,7 @@ class SweepResult:
             "criterion": self.criterion,
             "best": self.best,
             "approved_as": self.approved_as,
-            "candidates": {label: batch.summary() for label, batch in self.batches.items()},
+            "candidates": {label: summary(batch) for label, batch in self.batches.items()},
         }
 
 

@@ -7,16 +7,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from engine.core import events as ev
 from engine.runtime.embedded import Engine
-from noetl_agent.demo.examples import Example
 
 RUN_TIMEOUT_S = 60.0
 Progress = Callable[[bool], None]  # called after each run with whether it succeeded
+
+
+class Workload(Protocol):
+    """What a batch runs: a catalog playbook and the workload of its n-th run."""
+
+    @property
+    def path(self) -> str: ...
+
+    def workload(self, base_url: str, index: int) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,17 +111,19 @@ async def run_cost(engine: Engine, execution_id: str, prices: Mapping[str, float
 
 async def run_batch(
     engine: Engine,
-    example: Example,
+    example: Workload,
     base_url: str,
     runs: int,
     *,
+    path: str | None = None,
     version: int | None = None,
     first_index: int = 0,
     progress: Progress | None = None,
 ) -> Batch:
-    """Run ``runs`` executions of ``example`` one after another (the latest version
-    unless ``version``), calling ``progress`` after each."""
-    entry = await engine.catalog.get(example.path, version)
+    """Run ``runs`` executions of ``example`` (of the playbook at ``path`` if given, with
+    ``example``'s workloads) one after another, the latest version unless ``version``,
+    calling ``progress`` after each."""
+    entry = await engine.catalog.get(path or example.path, version)
     prices = pool_prices(entry.content)
     batch = Batch(entry.path, entry.version)
     for index in range(first_index, first_index + runs):

@@ -12,8 +12,9 @@ Routes (the first path segment):
   :mod:`noetl_agent.demo.stack`). Every pool of the demo runs in this one process, so the
   service stands in for the hardware a real pool would have.
 
-It runs in a daemon thread on an ephemeral port of 127.0.0.1 (:func:`serve`) and counts
-what it answered, per route and status.
+It runs in a daemon thread on an ephemeral port of 127.0.0.1 (:func:`serve`, over
+:func:`serve_json`, which serves any function that decides replies) and counts what it
+answered, per route and status.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -91,39 +92,50 @@ class FlakyService:
             return result
 
 
-class _Handler(BaseHTTPRequestHandler):
-    service: FlakyService
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        status, body, delay = self.service.answer(self.path, self.headers.get(POOL_HEADER))
-        if delay > 0:
-            time.sleep(delay)
-        data = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the caller gave up first (its timeout)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the demo prints its own progress."""
+Reply = tuple[int, Mapping[str, str], Mapping[str, object], float]
+"""(status, extra headers, JSON body, seconds to wait before answering)."""
+Answer = Callable[[str, str, str | None], Reply]
+"""Decides the reply to (method, path with query, the calling pool or None)."""
 
 
 @contextmanager
-def serve(service: FlakyService) -> Iterator[str]:
-    """Serve ``service`` on a free port of 127.0.0.1 in a thread; yield its base URL."""
-    handler = type("FlakyServiceHandler", (_Handler,), {"service": service})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def serve_json(
+    answer: Answer, *, name: str, methods: Sequence[str] = ("GET", "POST")
+) -> Iterator[str]:
+    """Serve ``answer`` over HTTP ``methods`` (others get 501) on a free port of 127.0.0.1,
+    in a daemon thread called ``name``; yield the base URL; stop on exit. Quiet: the
+    caller prints its own progress."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            status, headers, body, delay = answer(
+                self.command, self.path, self.headers.get(POOL_HEADER)
+            )
+            if delay > 0:
+                time.sleep(delay)
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the caller gave up first (its timeout): counted, nothing to send
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Nothing on stderr: the caller reports for itself."""
+
+    for method in methods:
+        setattr(Handler, f"do_{method}", Handler._serve)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="demo-service", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
         host, port = server.server_address[:2]
@@ -132,6 +144,16 @@ def serve(service: FlakyService) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def serve(service: FlakyService) -> AbstractContextManager[str]:
+    """Serve ``service`` on a free port of 127.0.0.1 in a thread; yield its base URL."""
+
+    def answer(method: str, path: str, pool: str | None) -> Reply:
+        status, body, delay = service.answer(path, pool)
+        return status, {}, body, delay
+
+    return serve_json(answer, name="demo-service")
 
 
 class PoolTransport(httpx.AsyncBaseTransport):

@@ -15,6 +15,8 @@ from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from noetl_agent.api import create_app
 from noetl_agent.tokens import SqliteTokenStore
+from tests.principals import PRINCIPALS as PRINCIPALS  # tests.distributed_stack imports it here
+from tests.principals import create_tokens
 
 HELLO = """\
 apiVersion: noetl.io/v2
@@ -56,17 +58,6 @@ workflow:
     tool: {kind: noop}
 """
 
-# name → (kind, roles)
-PRINCIPALS: dict[str, tuple[str, list[str]]] = {
-    "viewer": ("human", ["viewer"]),
-    "operator": ("agent", ["operator"]),
-    "approver": ("human", ["approver"]),
-    "agent-approver": ("agent", ["approver"]),
-    "worker": ("agent", ["worker"]),
-    "admin": ("human", ["admin"]),
-    "agent-admin": ("agent", ["admin"]),
-}
-
 
 @dataclass
 class Stack:
@@ -89,9 +80,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     db = SqliteDatabase.open(tmp_path / "noetl.db")
     engine = Engine(db.events, db.catalog, lock_dir=tmp_path / "locks")
     tokens = SqliteTokenStore(db)
-    secrets = {
-        name: await tokens.create(name, kind, roles) for name, (kind, roles) in PRINCIPALS.items()
-    }
+    secrets = await create_tokens(tokens)
     try:
         yield Stack(create_app(engine, tokens), engine, db, tokens, secrets, tmp_path)
     finally:

@@ -19,8 +19,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.api.conftest import HELLO, PRINCIPALS
+from tests.api.conftest import HELLO
 from tests.distributed_stack import command_path, distributed_stack
+from tests.principals import PRINCIPALS, create_tokens
 
 GATE_FIRST = """\
 apiVersion: noetl.io/v2
@@ -367,9 +368,7 @@ async def embedded(tmp_path: Any) -> AsyncIterator[tuple[FastAPI, Ctx]]:
     db = SqliteDatabase.open(tmp_path / "noetl.db")
     engine = Engine(db.events, db.catalog, lock_dir=tmp_path / "locks")
     tokens = SqliteTokenStore(db)
-    secrets = {
-        name: await tokens.create(name, kind, roles) for name, (kind, roles) in PRINCIPALS.items()
-    }
+    secrets = await create_tokens(tokens)
     store = EncryptedCredentialStore.sqlite(db, CredentialKey(secret=CREDENTIAL_KEY))
     app = create_app(engine, tokens, credentials=store)
     transport = httpx.ASGITransport(app=app)

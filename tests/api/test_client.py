@@ -3,6 +3,8 @@ embedded engine."""
 
 from __future__ import annotations
 
+import inspect
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -131,3 +133,22 @@ def test_the_sync_client(tmp_path):
                 api.cancel("nope")
         http.portal.call(engine.aclose)
     db.close()
+
+
+async def test_both_clients_have_the_same_methods():
+    def methods(api: object) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(getattr(api, name))
+            for name in dir(api)
+            if not name.startswith("_") and name not in ("close", "aclose")
+        }
+
+    blocking, awaitable = Client(), AsyncClient()
+    assert methods(blocking).keys() == methods(awaitable).keys() >= {"register", "wait"}
+    for name, signature in methods(blocking).items():
+        assert signature.parameters == methods(awaitable)[name].parameters, name
+        assert getattr(blocking, name).__doc__ == getattr(awaitable, name).__doc__, name
+        assert inspect.iscoroutinefunction(getattr(awaitable, name)), name
+        assert not inspect.iscoroutinefunction(getattr(blocking, name)), name
+    blocking.close()
+    await awaitable.aclose()

@@ -15,8 +15,9 @@ from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from noetl_agent.api import create_app
 from noetl_agent.tokens import SqliteTokenStore
-from tests.api.conftest import PRINCIPALS, Stack, register
+from tests.api.conftest import Stack, register
 from tests.echo_server import echo_server
+from tests.principals import create_tokens
 
 TOKEN = "tok-api-3c9d-echoed"
 PASSWORD = "pw-api-81fe-stored"
@@ -30,9 +31,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[Stack]:
     store = EncryptedCredentialStore.sqlite(db, key)
     engine = Engine(db.events, db.catalog, credentials=store, lock_dir=tmp_path / "locks")
     tokens = SqliteTokenStore(db)
-    secrets = {
-        name: await tokens.create(name, kind, roles) for name, (kind, roles) in PRINCIPALS.items()
-    }
+    secrets = await create_tokens(tokens)
     app = create_app(engine, tokens, credentials=store)
     try:
         yield Stack(app, engine, db, tokens, secrets, tmp_path)

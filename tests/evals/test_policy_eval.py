@@ -12,8 +12,9 @@ import yaml
 from evals.policy import run
 from evals.policy.judge import judge
 from evals.policy.scenarios import world
-from evals.policy.simulator import POOL_HEADER, Route, Simulator, serve, truth
+from evals.policy.simulator import Route, Simulator, serve, truth
 from evals.policy.sweep import pool_candidates, retry_candidates, timeout_candidates
+from noetl_agent.demo.service import POOL_HEADER
 
 
 def test_simulator_failures_are_seeded_and_permanent_errors_stay() -> None:
