@@ -4,6 +4,11 @@ The id in the path is the global command id ``execution_id:step_run_id[/iteratio
 (percent-encode it: it holds ``:``, ``#`` and ``/``). A 409 means the command is not the
 caller's to run (held by another worker, done, or cancelled): drop the note. On the
 embedded stack no command is handed out, so every id is unknown (404).
+
+A claim is held by ``worker_id@token-name``: the worker id the body names, under the name
+of the token that asked. Only the same token can renew a claim or read the credentials of
+the command it holds, so one worker's token cannot take over, keep alive or read for a
+claim another token's worker holds, whatever worker id it sends.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ def leases(commands: CommandLeases | None, command_id: str) -> CommandLeases:
     return commands
 
 
+def claimant(principal: Principal, worker_id: str) -> str:
+    """Who holds a claim: the worker id, scoped to the name of the token that sent it."""
+    return f"{worker_id}@{principal.name}"
+
+
 def _lease(request: Request, body: ClaimRequest) -> float:
     if body.lease_seconds is not None:
         return body.lease_seconds
@@ -43,26 +53,26 @@ def _lease(request: Request, body: ClaimRequest) -> float:
 
 @router.post("/commands/{command_id:path}/claim", responses=responses(403, 404, 409, 422))
 async def claim(
-    command_id: str, body: ClaimRequest, request: Request, commands: CommandsDep, _: Worker
+    command_id: str, body: ClaimRequest, request: Request, commands: CommandsDep, who: Worker
 ) -> dict[str, Any]:
     """Take the command for ``lease_seconds``; answers the command (as
     ``RunTool.to_dict()``) and the attempt number, 1 for the first claim.
 
     409 when another worker holds an unexpired claim or the command is done or cancelled."""
     won = await leases(commands, command_id).claim(
-        command_id, body.worker_id, _lease(request, body)
+        command_id, claimant(who, body.worker_id), _lease(request, body)
     )
     return {"command": won.command, "attempt": won.attempt}
 
 
 @router.post("/commands/{command_id:path}/heartbeat", responses=responses(403, 404, 409, 422))
 async def heartbeat(
-    command_id: str, body: ClaimRequest, request: Request, commands: CommandsDep, _: Worker
+    command_id: str, body: ClaimRequest, request: Request, commands: CommandsDep, who: Worker
 ) -> dict[str, str]:
     """Extend the caller's claim to ``lease_seconds`` from now; 409 once it is not the
     caller's any more (stop running the command)."""
     expires = await leases(commands, command_id).heartbeat(
-        command_id, body.worker_id, _lease(request, body)
+        command_id, claimant(who, body.worker_id), _lease(request, body)
     )
     stamp = expires.astimezone(UTC).isoformat(timespec="milliseconds")
     return {"claim_expires_at": stamp.replace("+00:00", "Z")}

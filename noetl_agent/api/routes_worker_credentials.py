@@ -5,8 +5,8 @@
 
 - the token holds the ``worker`` role itself (an admin token is refused: values leave the
   server to workers only, never to a person or an agent);
-- ``worker_id`` holds an unexpired claim on the command (409 otherwise: the claim expired,
-  went to another worker, or the command ended);
+- ``worker_id``, under this token, holds an unexpired claim on the command (409
+  otherwise: the claim expired, went to another worker, or the command ended);
 - the command's tools name the credential in ``auth`` (a literal name, or any name the
   playbook's ``keychain`` declares when ``auth`` is a template), else 403;
 - the credential is stored on the server (404 otherwise: the worker then asks its own
@@ -30,7 +30,7 @@ from engine.errors import NotFound, StoreError
 from noetl_agent.api.deps import CommandsDep, EngineDep, worker_token
 from noetl_agent.api.models import WorkerRequest
 from noetl_agent.api.problems import responses
-from noetl_agent.api.routes_commands import leases
+from noetl_agent.api.routes_commands import claimant, leases
 from noetl_agent.errors import Forbidden
 from noetl_agent.principals import Principal
 
@@ -87,10 +87,10 @@ async def command_credential(
     request: Request,
     engine: EngineDep,
     commands: CommandsDep,
-    _: Worker,
+    who: Worker,
 ) -> dict[str, Any]:
     """The credential ``name`` for the command the worker holds (see the module doc)."""
-    command = await leases(commands, command_id).held(command_id, body.worker_id)
+    command = await leases(commands, command_id).held(command_id, claimant(who, body.worker_id))
     needed = await _needed(engine, command)
     if name not in needed:
         listed = ", ".join(sorted(needed)) or "none"

@@ -59,6 +59,7 @@ class Ctx:
     store: Any = None  # the command store of the distributed app
     engine: Any = None
     counter: int = 0
+    caller: str | None = None  # who the case is about to call as
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secrets[who]}"}
@@ -99,12 +100,15 @@ class Ctx:
         raise AssertionError("the command was never stored")
 
     async def claimed(self, worker_id: str) -> tuple[str, dict[str, Any]]:
-        """A command of the distributed app claimed by ``worker_id``: (id, command)."""
+        """A command of the distributed app claimed by ``worker_id``: (id, command). The
+        claim is made with the caller's token when it may claim (a claim is held under
+        the token that made it), else with the worker's."""
         command_id = await self.queued()
+        holder = self.caller if self.caller in WORKERS else "worker"
         answer = await self.api.post(
             command_path(command_id, "claim"),
             json={"worker_id": worker_id},
-            headers=self.auth("worker"),
+            headers=self.auth(holder),
         )
         assert answer.status_code == 200, answer.text
         return command_id, answer.json()["command"]
@@ -414,6 +418,7 @@ async def test_each_caller_against_each_route(kind, route, tmp_path):
     async with _app(kind, tmp_path) as (_, ctx):
         callers: list[str | None] = [None, *BAD_HEADERS, *PRINCIPALS]
         for who in callers:
+            ctx.caller = who
             url, body = await prepare(ctx)
             if who is None:
                 headers: dict[str, str] = {}

@@ -59,9 +59,14 @@ async def test_a_note_names_a_command_one_worker_can_claim(api, stack):
     lost = await api.post(path, json=_claim("w2"), headers=stack.auth("worker"))
     assert lost.status_code == 409
     assert lost.headers["content-type"].startswith("application/problem+json")
-    assert "claimed by worker 'w1'" in lost.json()["detail"]
-    again = await api.post(path, json=_claim("w1"), headers=stack.auth("admin"))
+    assert "claimed by worker 'w1@worker'" in lost.json()["detail"]
+    again = await api.post(path, json=_claim("w1"), headers=stack.auth("worker"))
     assert again.status_code == 200 and again.json()["attempt"] == 1
+    # The same worker id under another token is another worker: a claim is held under the
+    # token that made it.
+    other = await api.post(path, json=_claim("w1"), headers=stack.auth("admin"))
+    assert other.status_code == 409
+    assert "claimed by worker 'w1@worker'" in other.json()["detail"]
 
 
 async def test_a_heartbeat_extends_the_holders_claim(api, stack):
@@ -79,6 +84,8 @@ async def test_a_heartbeat_extends_the_holders_claim(api, stack):
     assert (expires - datetime.now(expires.tzinfo)).total_seconds() > 200
     stranger = await api.post(path, json=_claim("w2"), headers=stack.auth("worker"))
     assert stranger.status_code == 409
+    impostor = await api.post(path, json=_claim("w1"), headers=stack.auth("agent-admin"))
+    assert impostor.status_code == 409  # the worker id alone does not make the holder
     default = await api.post(path, json={"worker_id": "w1"}, headers=stack.auth("worker"))
     assert default.status_code == 200  # the server's lease
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from engine.adapters.nats.bus import NatsCommandBus
+from engine.adapters.nats.bus import CommandNote, NatsCommandBus
 from engine.adapters.postgres import (
     DistributedCommandQueue,
     PostgresCommandStore,
@@ -20,7 +21,7 @@ from engine.adapters.postgres import (
 from engine.adapters.postgres.commands import global_command_id
 from engine.core.commands import RunTool
 from engine.errors import StoreError
-from tests.distributed.cluster import PrivatePostgres, require_nats
+from tests.distributed.cluster import PrivateNats, PrivatePostgres, require_nats
 from tests.distributed_stack import distributed_stack
 from tests.processes import NATS_URL
 
@@ -119,3 +120,24 @@ async def test_commands_a_database_restart_lost_are_stored_and_announced_again(
             await db.close()
     finally:
         server.remove()
+
+
+async def test_a_note_published_while_nats_is_away_fails_at_once(tmp_path: Path) -> None:
+    server = PrivateNats(tmp_path / "nats")
+    server.start()
+    try:
+        bus = await NatsCommandBus.connect(server.url, stream="T_AWAY", subject_prefix="test.away")
+        try:
+            server.stop()
+            async with asyncio.timeout(10):
+                while bus.connected:
+                    await asyncio.sleep(0.05)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(StoreError, match="not connected"):
+                await bus.notify(CommandNote("e1", "e1:a#1", "cpu"))
+            assert loop.time() - started < 1.0  # not the publish timeout (5 s)
+        finally:
+            await bus.aclose()
+    finally:
+        server.stop()

@@ -194,6 +194,11 @@ class NatsCommandBus:
         await bus.ensure_stream()
         return bus
 
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected now (it reconnects by itself when not)."""
+        return bool(self._client.is_connected)
+
     def subject(self, pool: str) -> str:
         return f"{self.prefix}.{check_pool(pool)}"
 
@@ -214,6 +219,11 @@ class NatsCommandBus:
         once. ``epoch`` tells apart the notes of a command stored anew (after the database
         lost it), which must not be taken for repeats of the first one."""
         msg_id = f"{note.command_id}@{attempt}" + (f"~{epoch}" if epoch else "")
+        if not self.connected:  # a publish would wait its whole timeout
+            raise StoreError(
+                f"could not publish command {note.command_id} to NATS: not connected "
+                "(the client reconnects by itself)"
+            )
         try:
             await self._js.publish(
                 self.subject(note.pool),
