@@ -209,8 +209,8 @@ def failed_step(
             evidence.started_at = evidence.started_at or event.timestamp
         if event.attempt:
             evidence.attempts = max(evidence.attempts, event.attempt)
-        if event.iteration is not None:
-            evidence.iteration = event.iteration
+        if event.iteration is not None and event.status != ev.STATUS_CANCELLED:
+            evidence.iteration = event.iteration  # not an iteration the failure cut short
         if event.event_type == ev.TOOL_PROCESSED:
             kind = event.payload.get("kind")
             if isinstance(kind, str):

@@ -56,6 +56,7 @@ STATUS_SUCCESS = "success"
 STATUS_ERROR = "error"
 STATUS_SKIPPED = "skipped"
 STATUS_PAUSED = "paused"
+STATUS_CANCELLED = "cancelled"
 
 
 def alias(event_type: str) -> str:

@@ -31,6 +31,16 @@ from engine.dsl.models import ApprovalTool, Playbook, Step, WorkbookTool, parse_
 from engine.errors import TemplateError
 
 
+@dataclass(frozen=True, slots=True)
+class IterationOutcome:
+    """A loop iteration's final outcome, reported and not yet closed by
+    ``loop.iteration.finished``."""
+
+    status: str  # success | error
+    attempt: int | None
+    payload: dict[str, Any]
+
+
 @dataclass(slots=True)
 class StepRun:
     """One run of a step (a step may run again when a cycle re-enters it)."""
@@ -42,6 +52,7 @@ class StepRun:
     results: dict[int, Any] = field(default_factory=dict)
     issued: int = 0  # loop iterations started
     in_flight: set[int] = field(default_factory=set)
+    closing: dict[int, IterationOutcome] = field(default_factory=dict)  # to close, in order
     result: Any = None
     error: dict[str, Any] | None = None
     jump_to: str | None = None
@@ -60,11 +71,21 @@ class Decision:
 
 
 class ExecutionMachine:
-    """State and decisions of one execution of one playbook."""
+    """State and decisions of one execution of one playbook.
 
-    def __init__(self, playbook: Playbook, execution_id: str) -> None:
+    Every ``loop.iteration.started`` is closed by exactly one ``loop.iteration.finished``
+    before its ``loop.finished``: when the iteration's final outcome is reported (after its
+    retries), or, for iterations still running when another one failed the loop, with
+    status ``cancelled``. ``close_iterations=False`` decides as engines did before they
+    emitted ``loop.iteration.finished``, to replay the logs they wrote.
+    """
+
+    def __init__(
+        self, playbook: Playbook, execution_id: str, *, close_iterations: bool = True
+    ) -> None:
         self.playbook = playbook
         self.execution_id = execution_id
+        self.close_iterations = close_iterations
         self.steps: dict[str, Step] = {step.step: step for step in playbook.workflow}
         self.graph = successors(playbook)
         self.predecessors: dict[str, set[str]] = {name: set() for name in self.steps}
@@ -144,6 +165,8 @@ class ExecutionMachine:
         payload = event.payload
         if payload.get("partial"):
             return  # an inner tool of a pipeline; the pipeline reports its final outcome
+        if run.items is not None and (event.iteration or 0) in run.results:
+            return  # the iteration's outcome is final already
         for key, value in (payload.get("set") or {}).items():
             self._set_ctx(key, value)
         action = payload.get("action") or ("fail" if event.status == "error" else "continue")
@@ -162,6 +185,11 @@ class ExecutionMachine:
         index = event.iteration or 0
         run.in_flight.discard(index)
         run.results[index] = data
+        run.closing[index] = IterationOutcome(
+            ev.STATUS_ERROR if event.status == ev.STATUS_ERROR else ev.STATUS_SUCCESS,
+            event.attempt,
+            {"output": data, "error": payload.get("error"), "action": action},
+        )
         if action == "fail":
             run.status, run.error = "error", payload.get("error") or {"message": "failed"}
             run.outcome_ready = True
@@ -173,6 +201,18 @@ class ExecutionMachine:
             run.status = "success"
             run.result = [run.results[i] for i in sorted(run.results)]
             run.outcome_ready = True
+
+    def _on_iteration_finished(self, event: Event) -> None:
+        run = self.runs.get(event.step_run_id or "")
+        if run is None or event.iteration is None:
+            return
+        run.closing.pop(event.iteration, None)
+        run.in_flight.discard(event.iteration)
+
+    def _on_loop_finished(self, event: Event) -> None:
+        run = self.runs.get(event.step_run_id or "")
+        if run is not None:
+            run.closing.clear()  # a log written before iterations were closed
 
     def _on_approval_requested(self, event: Event) -> None:
         run = self.runs[event.step_run_id or ""]
@@ -267,6 +307,8 @@ class ExecutionMachine:
         while progress and not self.finished:
             progress = False
             for run in list(self.runs.values()):
+                if run.closing and self.close_iterations:
+                    self._close_iterations(run)
                 if run.outcome_ready:
                     self._finish_step(run)
                     progress = True
@@ -325,6 +367,7 @@ class ExecutionMachine:
         *,
         step_run_id: str | None = None,
         iteration: int | None = None,
+        attempt: int | None = None,
         status: str | None = None,
         payload: dict[str, Any] | None = None,
     ) -> Event:
@@ -338,6 +381,7 @@ class ExecutionMachine:
             parent_id=f"step:{step_run_id}" if step_run_id and entity_type != "step" else None,
             step_run_id=step_run_id,
             iteration=iteration,
+            attempt=attempt,
             status=status,
             payload=payload or {},
         )
@@ -465,6 +509,20 @@ class ExecutionMachine:
             issued = True
         return issued
 
+    def _close_iterations(self, run: StepRun) -> None:
+        """Emit ``loop.iteration.finished`` for every reported iteration not yet closed."""
+        for index, outcome in list(run.closing.items()):
+            self._emit(
+                ev.LOOP_ITERATION_FINISHED,
+                "loop",
+                run.step,
+                step_run_id=run.run_id,
+                iteration=index,
+                attempt=outcome.attempt,
+                status=outcome.status,
+                payload=outcome.payload,
+            )
+
     def _command(self, run: StepRun, iteration: int | None) -> RunTool:
         step = self.steps[run.step]
         extra: dict[str, Any] = {}
@@ -518,6 +576,26 @@ class ExecutionMachine:
         step = self.steps[run.step]
         payload: dict[str, Any] = {}
         if run.items is not None:
+            if self.close_iterations:
+                self._close_iterations(run)
+                for index in sorted(run.in_flight):  # still running when the loop failed
+                    self._emit(
+                        ev.LOOP_ITERATION_FINISHED,
+                        "loop",
+                        run.step,
+                        step_run_id=run.run_id,
+                        iteration=index,
+                        status=ev.STATUS_CANCELLED,
+                        payload={
+                            "output": None,
+                            "error": {
+                                "kind": "cancelled",
+                                "message": f"step `{run.step}` stopped when another iteration "
+                                "failed, before this one reported its outcome",
+                            },
+                            "action": None,
+                        },
+                    )
             self._emit(
                 ev.LOOP_FINISHED,
                 "loop",
@@ -647,6 +725,8 @@ _APPLY = {
     ev.PLAYBOOK_STARTED: ExecutionMachine._on_started,
     ev.STEP_STARTED: ExecutionMachine._on_step_started,
     ev.LOOP_ITERATION_STARTED: ExecutionMachine._on_iteration_started,
+    ev.LOOP_ITERATION_FINISHED: ExecutionMachine._on_iteration_finished,
+    ev.LOOP_FINISHED: ExecutionMachine._on_loop_finished,
     ev.TOOL_PROCESSED: ExecutionMachine._on_tool_processed,
     ev.APPROVAL_REQUESTED: ExecutionMachine._on_approval_requested,
     ev.APPROVAL_DECIDED: ExecutionMachine._on_approval_decided,

@@ -366,12 +366,13 @@ class PolicyHistory:
         elif event.event_type == ev.LOOP_ITERATION_STARTED and event.iteration is not None:
             if at is not None:
                 loop.iterations[event.iteration] = at
-        elif event.iteration is not None:
+        elif event.iteration is not None and event.status != ev.STATUS_CANCELLED:
             self._iteration_ended(state, event)
 
     def _iteration_ended(self, state: _ExecutionState, event: Event) -> None:
         """An iteration ends with its final ``tool.processed`` (or its
-        ``loop.iteration.finished``, whichever is read first)."""
+        ``loop.iteration.finished``, whichever is read first). Iterations a failing loop
+        closed as ``cancelled`` before they reported are left out: they ended with no outcome."""
         loop = state.loops.get(event.step_run_id or "")
         if loop is None or event.iteration is None:
             return

@@ -340,7 +340,7 @@ def _target(spec: str) -> tuple[str | None, int | None, Path | None]:
 
 @app.command()
 def run(
-    target: str = typer.Argument(..., help="Playbook file, or catalog://PATH[@VERSION]."),
+    target: str = typer.Argument(..., help="Playbook file, or catalog://PATH\\[@VERSION]."),
     sets: list[str] = typer.Option([], "--set", help="Workload value KEY=VALUE (YAML value)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     server: str | None = SERVER_OPTION,

@@ -149,6 +149,11 @@ def test_parallel_loop_keeps_input_order_and_bounds_concurrency(cli, playbooks):
     assert peak == 2
     assert sorted(finished_order) == [0, 1, 2, 3, 4]
     assert finished_order[-1] == 0  # the slow first item ends last; the result keeps its place
+    closed = [e for e in events if e["event_type"] == "loop.iteration.finished"]
+    assert [e["iteration"] for e in closed] == finished_order
+    assert {e["status"] for e in closed} == {"success"}
+    outputs = {e["iteration"]: e["payload"]["output"] for e in closed}
+    assert [outputs[i] for i in range(5)] == [1, 4, 9, 16, 25]
 
 
 def test_inclusive_fan_out_joins_once(cli, playbooks):

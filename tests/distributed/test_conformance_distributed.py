@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from engine.core import events as ev
+from engine.core.replay import replay
+from engine.dsl.loader import parse_playbook
 from engine.errors import PlaybookInvalid
 from tests.distributed.cluster import ProcessCluster, postgres_dsn, require_nats
 from tests.engine.test_conformance_playbooks import CONFORMANCE, EXPECTED, REJECTED
@@ -99,6 +101,19 @@ def test_loop_verdict_reads_like_upstream_on_workers(cluster: ProcessCluster) ->
         if e.event_type == ev.TOOL_PROCESSED and e.entity_id == "verify_results.python"
     ]
     assert verify.payload["output"]["verification"] == "Both loops completed independently"
+    started = [
+        (e.step_run_id, e.iteration) for e in events if e.event_type == ev.LOOP_ITERATION_STARTED
+    ]
+    finished = {
+        (e.step_run_id, e.iteration): e.status
+        for e in events
+        if e.event_type == ev.LOOP_ITERATION_FINISHED
+    }
+    assert started and sorted(finished) == sorted(started)
+    assert len(finished) == len([e for e in events if e.event_type == ev.LOOP_ITERATION_FINISHED])
+    assert set(finished.values()) == {ev.STATUS_SUCCESS}
+    file = CONFORMANCE / "test_loop_instance_isolation/playbook.yaml"
+    replay(parse_playbook(file.read_text()), events)
 
 
 def test_both_workers_ran_commands(cluster: ProcessCluster) -> None:

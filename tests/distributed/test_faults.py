@@ -18,6 +18,8 @@ import pytest
 from engine.core import events as ev
 from engine.core.commands import RunTool
 from engine.core.events import Event
+from engine.core.replay import replay
+from engine.dsl.loader import parse_playbook
 from tests.distributed.cluster import PrivateNats, ProcessCluster, postgres_dsn, require_nats
 from tests.processes import stop, wait_for
 
@@ -119,6 +121,47 @@ def test_executions_complete_across_a_server_restart(
     cluster.start_server()
     _assert_finished_once(cluster, execution_ids)
     assert _started(marker) == RUNS  # no slow step ran twice
+
+
+LOOP = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: loop, path: faults/loop}
+workload: {marker: "", items: [0, 1, 2]}
+workflow:
+  - step: start
+    loop: {in: "{{ items }}", iterator: item}
+    tool:
+      kind: shell
+      cmds: ["echo {{ item }} >> {{ marker }}; sleep 2; echo done {{ item }}"]
+"""
+
+
+def test_a_loop_resumed_across_a_server_restart_finishes_each_iteration_once(
+    cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    marker = tmp_path / "loop.started"
+    with cluster.client() as api:
+        entry = api.register(LOOP)
+        execution_id = api.execute(entry.path, workload={"marker": str(marker)}).execution_id
+    wait_for(lambda: _started(marker) == 2, 30, "the second iteration starting", cluster.logs)
+    assert cluster.server is not None
+    stop(cluster.server, signal.SIGKILL)
+    time.sleep(1)  # the worker finishes the iteration while the server is away
+    cluster.start_server()
+    with cluster.client(timeout=60) as api:
+        outcome = api.wait(execution_id)
+        assert outcome.status == "completed", (outcome, cluster.logs)
+        events = api.events(execution_id)
+    assert _started(marker) == 3  # no iteration ran twice
+    finished = [e for e in events if e.event_type == ev.LOOP_ITERATION_FINISHED]
+    assert [(e.iteration, e.status) for e in finished] == [
+        (0, ev.STATUS_SUCCESS),
+        (1, ev.STATUS_SUCCESS),
+        (2, ev.STATUS_SUCCESS),
+    ]
+    assert [e.payload["output"]["stdout"] for e in finished] == [f"done {i}\n" for i in range(3)]
+    replay(parse_playbook(LOOP), events)
 
 
 @pytest.fixture

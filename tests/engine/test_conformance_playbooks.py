@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from engine.core import events as ev
+from engine.core.replay import replay
+from engine.dsl.loader import parse_playbook
 from engine.errors import PlaybookInvalid
 from engine.runtime.embedded import Engine
 
@@ -87,6 +89,15 @@ async def test_conformance_playbook_runs_to_its_described_outcome(
     assert outcome.status == status, outcome.error
     if check is not None:
         assert check(outcome.result if status == "completed" else outcome.error)
+    events = await engine.events.read(outcome.execution_id)
+    started = [
+        (e.step_run_id, e.iteration) for e in events if e.event_type == ev.LOOP_ITERATION_STARTED
+    ]
+    finished = [
+        (e.step_run_id, e.iteration) for e in events if e.event_type == ev.LOOP_ITERATION_FINISHED
+    ]
+    assert sorted(finished) == sorted(started), "each loop iteration is finished exactly once"
+    replay(parse_playbook(file.read_text(), source=str(file)), events)
 
 
 @pytest.mark.parametrize("name", list(REJECTED))
