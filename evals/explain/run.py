@@ -4,9 +4,10 @@ each failure's explanation match the cause it really has?
     .venv/bin/python -m evals.explain.run [--results evals/RESULTS.md] [--json]
 
 Runs every variant playbook of :mod:`evals.retrieval.corpus` for real on an embedded
-engine (a temporary SQLite file), indexes the log with the production indexer (real
-model, real local Qdrant) and explains each failure with :class:`Explainer`, offline,
-in three settings:
+engine (a temporary SQLite file) as the retrieval eval does
+(:func:`evals.retrieval.run.run_variants`), indexes the log with the production indexer
+(real model, real local Qdrant) and explains each failure with :class:`Explainer`,
+offline, in four settings:
 
 - **rules only**: no search index, the rule-based hints by error class alone;
 - **rules + similar failures**: the index finds the other failures most like this one
@@ -40,7 +41,8 @@ from pathlib import Path
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from evals.results import RESULTS, write_section
-from evals.retrieval.corpus import FAMILIES, Family, playbook
+from evals.retrieval.corpus import FAMILIES, Family
+from evals.retrieval.run import run_variants
 from learning.vector_store import IndexLocation
 from noetl_agent.explain import Explainer
 from noetl_agent.explain_causes import rank
@@ -96,6 +98,7 @@ class Rates:
 class Report:
     executions: int
     families: int
+    variants: int  # per family
     seconds: float
     settings: dict[str, dict[str, float]]
     misses: list[str] = field(default_factory=list)  # top-1 misses with similar failures
@@ -104,6 +107,7 @@ class Report:
         return {
             "executions": self.executions,
             "families": self.families,
+            "variants": self.variants,
             "seconds": self.seconds,
             "settings": self.settings,
             "misses": self.misses,
@@ -126,18 +130,10 @@ async def evaluate(root: Path, families: Sequence[Family] = FAMILIES) -> Report:
     """Run the corpus under ``root`` and explain every failure in the three settings."""
     db = SqliteDatabase.open(root / "noetl.db")
     engine = Engine(db.events, db.catalog, lock_dir=root / "locks")
-    labels: dict[str, str] = {}
-    paths: dict[str, str] = {}
     try:
-        for family in families:
-            for variant in family.variants:
-                entry = await engine.register(playbook(variant))
-                execution_id = await engine.execute(entry.path)
-                outcome = await engine.wait(execution_id, timeout=60)
-                if outcome.status != "failed":
-                    raise RuntimeError(f"{variant.path} was expected to fail: {outcome}")
-                labels[execution_id] = family.name
-                paths[execution_id] = variant.path
+        runs = await run_variants(engine, families)
+        labels = {execution_id: family.name for execution_id, family, _ in runs}
+        paths = {execution_id: variant.path for execution_id, _, variant in runs}
         history = History(db.events, db.catalog, IndexLocation.local(root / "qdrant"))
         await history.index()
         rules = Explainer(db.events, db.catalog)
@@ -168,7 +164,8 @@ async def evaluate(root: Path, families: Sequence[Family] = FAMILIES) -> Report:
         await engine.aclose()
         db.close()
     summary = {name: rate.summary() for name, rate in rates.items()}
-    return Report(len(labels), len(families), 0.0, summary, misses)
+    variants = max((len(family.variants) for family in families), default=0)
+    return Report(len(labels), len(families), variants, 0.0, summary, misses)
 
 
 def markdown(report: Report) -> str:
@@ -178,7 +175,8 @@ def markdown(report: Report) -> str:
         "## Explanation quality (failure explanation, offline)",
         "",
         f"`python -m evals.explain.run`: the retrieval eval's {report.executions} real "
-        f"failures ({report.families} true causes, 3 differently worded variants each), "
+        f"failures ({report.families} true causes, {report.variants} differently worded "
+        "variants each), "
         "each explained by `noetl-agent explain` without a model; does its first cause "
         f"match the true cause? {report.seconds:.0f} s.",
         "",

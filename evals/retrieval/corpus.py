@@ -7,11 +7,15 @@ where the failure can be produced on any machine it really happens (a connection
 closed port, a missing file, a missing key, a bad number, a division by zero); where it
 needs an outside service (an API rejecting a token, a full disk) the step raises the
 error that service would return. Queries are how a person would describe each cause.
+
+Each family's fourth variant (other ecosystems: JDBC, boto, pydantic, TensorFlow, Java)
+and third query were added later; :func:`original` is the corpus without them (three
+variants and two queries per family), to compare with figures measured before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +70,22 @@ FAMILIES = [
                     "ECONNREFUSED: the warehouse at db.internal:5432 is not accepting connections",
                 ),
             ),
+            Variant(
+                "etl/refresh_marts",
+                "refresh",
+                "Refresh the data marts in the warehouse",
+                _custom(
+                    "PSQLException",
+                    "Connection to localhost:5432 refused. Check that the hostname and port "
+                    "are correct and that the postmaster is accepting TCP/IP connections.",
+                ),
+            ),
         ],
-        ["cannot reach the database", "postgres is not accepting connections"],
+        [
+            "cannot reach the database",
+            "postgres is not accepting connections",
+            "the warehouse database is down",
+        ],
     ),
     Family(
         "missing_file",
@@ -93,8 +111,18 @@ FAMILIES = [
                     "source file features.parquet was not found in the landing folder",
                 ),
             ),
+            Variant(
+                "retail/load_prices",
+                "read_feed",
+                "Read the supplier price feed",
+                _custom("NoSuchFileException", "/srv/feeds/prices.xml"),
+            ),
         ],
-        ["the input file is missing", "no such file for the daily export"],
+        [
+            "the input file is missing",
+            "no such file for the daily export",
+            "could not find the source file",
+        ],
     ),
     Family(
         "missing_field",
@@ -117,8 +145,22 @@ FAMILIES = [
                 "Merge duplicate contacts in the CRM",
                 _raise("LookupError", "column email not present in the input row"),
             ),
+            Variant(
+                "api/ingest_orders",
+                "check",
+                "Check incoming webhook orders",
+                _custom(
+                    "ValidationError",
+                    "1 validation error for Order\ncustomer\n  field required "
+                    "(type=value_error.missing)",
+                ),
+            ),
         ],
-        ["a required field is absent from the record", "missing key in the data"],
+        [
+            "a required field is absent from the record",
+            "missing key in the data",
+            "the data is missing a column",
+        ],
     ),
     Family(
         "bad_number",
@@ -141,8 +183,18 @@ FAMILIES = [
                 "Normalise shop prices before publishing",
                 _raise("TypeError", "expected a numeric amount but got the text 'twelve'"),
             ),
+            Variant(
+                "finance/fx_rates",
+                "convert",
+                "Convert prices with today's exchange rates",
+                _custom("NumberFormatException", 'For input string: "3,50"'),
+            ),
         ],
-        ["bad number format in the input", "text where a number was expected"],
+        [
+            "bad number format in the input",
+            "text where a number was expected",
+            "could not parse the amount as a number",
+        ],
     ),
     Family(
         "division_by_zero",
@@ -168,8 +220,18 @@ FAMILIES = [
                     "cannot compute the ratio for an empty group: the denominator is 0",
                 ),
             ),
+            Variant(
+                "ml/feature_ratios",
+                "ratios",
+                "Derive ratio features for the model",
+                _raise("FloatingPointError", "divide by zero encountered in divide"),
+            ),
         ],
-        ["divided by zero", "an empty group made the average fail"],
+        [
+            "divided by zero",
+            "an empty group made the average fail",
+            "zero denominator in a calculation",
+        ],
     ),
     Family(
         "permission_denied",
@@ -195,8 +257,20 @@ FAMILIES = [
                     "access denied when writing to the shared folder //fs01/finance",
                 ),
             ),
+            Variant(
+                "files/rotate_logs",
+                "rotate",
+                "Rotate and compress the job logs",
+                _raise(
+                    "OSError", "[Errno 1] Operation not permitted: '/srv/shared/locks/run.lock'"
+                ),
+            ),
         ],
-        ["not allowed to write the output file", "permission problem on the export folder"],
+        [
+            "not allowed to write the output file",
+            "permission problem on the export folder",
+            "access to the folder was denied",
+        ],
     ),
     Family(
         "auth_rejected",
@@ -222,8 +296,19 @@ FAMILIES = [
                     "authentication failed: the credentials for the CRM were rejected",
                 ),
             ),
+            Variant(
+                "cloud/assume_role",
+                "identity",
+                "Check the cloud identity before the deployment",
+                _custom(
+                    "ClientError",
+                    "An error occurred (InvalidClientTokenId) when calling the "
+                    "GetCallerIdentity operation: The security token included in the "
+                    "request is invalid.",
+                ),
+            ),
         ],
-        ["login to the API failed", "expired or invalid token"],
+        ["login to the API failed", "expired or invalid token", "the credentials are wrong"],
     ),
     Family(
         "rate_limited",
@@ -246,8 +331,18 @@ FAMILIES = [
                 "Translate product descriptions",
                 _custom("QuotaExceeded", "daily API quota exhausted for project catalog-sync"),
             ),
+            Variant(
+                "cloud/stream_clicks",
+                "put_records",
+                "Push click records to the stream",
+                _custom(
+                    "ClientError",
+                    "An error occurred (ThrottlingException) when calling the PutRecords "
+                    "operation (reached max retries: 4): Rate exceeded",
+                ),
+            ),
         ],
-        ["too many requests to the API", "hit the API quota"],
+        ["too many requests to the API", "hit the API quota", "we are being throttled"],
     ),
     Family(
         "timed_out",
@@ -276,8 +371,21 @@ FAMILIES = [
                     "canceling statement due to statement timeout (300 s)",
                 ),
             ),
+            Variant(
+                "reports/nightly_cube",
+                "build_cube",
+                "Build the nightly sales cube",
+                _raise(
+                    "RuntimeError",
+                    "the job did not finish within its 15 minute limit and was stopped",
+                ),
+            ),
         ],
-        ["the call took too long and timed out", "request exceeded its time limit"],
+        [
+            "the call took too long and timed out",
+            "request exceeded its time limit",
+            "the job ran out of time",
+        ],
     ),
     Family(
         "disk_full",
@@ -303,8 +411,14 @@ FAMILIES = [
                     "cannot write the temporary file: the volume /tmp is full",
                 ),
             ),
+            Variant(
+                "files/snapshot",
+                "snapshot",
+                "Snapshot the shared drive",
+                _raise("RuntimeError", "write failed: the storage volume has 0 bytes available"),
+            ),
         ],
-        ["the disk is full", "ran out of storage space"],
+        ["the disk is full", "ran out of storage space", "no free space on the volume"],
     ),
     Family(
         "out_of_memory",
@@ -330,8 +444,21 @@ FAMILIES = [
                 "Roll up sales in the cluster job",
                 _custom("JavaError", "java.lang.OutOfMemoryError: Java heap space"),
             ),
+            Variant(
+                "ml/train_vision",
+                "train",
+                "Train the image classifier on the GPU",
+                _custom(
+                    "ResourceExhaustedError",
+                    "OOM when allocating tensor with shape[8192,8192] and type float",
+                ),
+            ),
         ],
-        ["ran out of memory", "process killed for using too much RAM"],
+        [
+            "ran out of memory",
+            "process killed for using too much RAM",
+            "not enough memory for the job",
+        ],
     ),
     Family(
         "dns_failure",
@@ -354,8 +481,21 @@ FAMILIES = [
                 "Collect files from the vendor SFTP server",
                 _raise("ConnectionError", "could not resolve host: files.vendor.example"),
             ),
+            Variant(
+                "etl/push_metrics",
+                "push",
+                "Push daily metrics to the monitoring service",
+                _custom(
+                    "UnknownHostException",
+                    "warehouse.corp.example: Temporary failure in name resolution",
+                ),
+            ),
         ],
-        ["hostname could not be resolved", "DNS lookup failure"],
+        [
+            "hostname could not be resolved",
+            "DNS lookup failure",
+            "the server name does not exist in DNS",
+        ],
     ),
 ]
 
@@ -381,3 +521,11 @@ workflow:
         def main():
 {body}
 """
+
+
+def original(families: list[Family]) -> list[Family]:
+    """``families`` as the corpus first had them: three variants and two queries each."""
+    return [
+        replace(family, variants=family.variants[:3], queries=family.queries[:2])
+        for family in families
+    ]

@@ -1,7 +1,7 @@
 """Retrieval eval: does semantic search find the failures a person describes, and the
 past failures like a given one, better than keyword search?
 
-    .venv/bin/python -m evals.retrieval.run [--results evals/RESULTS.md] [--json]
+    .venv/bin/python -m evals.retrieval.run [--results evals/RESULTS.md] [--json] [--original]
 
 Builds the labelled corpus of :mod:`evals.retrieval.corpus` by really running every
 variant playbook on an embedded engine (a temporary SQLite file), indexes the executions
@@ -12,12 +12,18 @@ for the semantic search and for an Okapi BM25 baseline over the very same docume
   family's failures;
 - **similar**: each failure in turn (leave one out); relevant are the other failures of
   its family. Semantic: ``similar_failures(execution_id)``, which compares error
-  messages; BM25: the failure's message as the query over the other messages.
+  messages; BM25: the failure's message as the query over the other messages;
+- **where**: each failure found by its playbook's description ("Load yesterday's orders
+  into the warehouse"), of failures only; relevant is that failure alone. A guard: a
+  failure's text vector leans towards its cause (``BLENDED``), and must still be found by
+  where it happened (BM25 sees the description word for word, so it should win here).
 
 Metrics, averaged over queries: hit@1 (the first hit is relevant), recall@5 (share of the
 relevant found in the first five) and MRR@5 (1 / rank of the first relevant hit, 0 when
 none is in the first five). The Markdown table goes into ``evals/RESULTS.md`` between
-``<!-- retrieval:start -->`` and ``<!-- retrieval:end -->``.
+``<!-- retrieval:start -->`` and ``<!-- retrieval:end -->``. ``--original`` measures the
+corpus as it first was (:func:`evals.retrieval.corpus.original`), to compare with older
+figures; it does not write the results.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from evals.results import RESULTS, write_section
 from evals.retrieval.bm25 import BM25
-from evals.retrieval.corpus import FAMILIES, playbook
+from evals.retrieval.corpus import FAMILIES, Family, Variant, original, playbook
 from learning.embedder import shared_embedder
 from learning.indexer import Indexer
 from learning.search import Searcher
@@ -45,6 +51,11 @@ from learning.vector_store import IndexLocation, VectorStore
 MARK_START = "<!-- retrieval:start -->"
 MARK_END = "<!-- retrieval:end -->"
 K = 5
+TASKS = {
+    "describe": "describe the failure in words",
+    "similar": "similar past failures",
+    "where": "find a failure by its playbook's description",
+}
 
 
 @dataclass
@@ -78,6 +89,7 @@ class Scores:
 class Report:
     executions: int
     families: int
+    variants: int  # per family
     seconds: float
     tasks: dict[str, dict[str, dict[str, float]]]  # task → method → metrics
     misses: list[str] = field(default_factory=list)  # semantic recall@K misses, for reading
@@ -86,26 +98,40 @@ class Report:
         return {
             "executions": self.executions,
             "families": self.families,
+            "variants": self.variants,
             "seconds": self.seconds,
             "tasks": self.tasks,
             "misses": self.misses,
         }
 
 
-async def build(root: Path) -> tuple[dict[str, str], VectorStore]:
+async def run_variants(
+    engine: Engine, families: Sequence[Family]
+) -> list[tuple[str, Family, Variant]]:
+    """Register and run every variant of ``families`` on ``engine``, one after the other;
+    return (execution id, family, variant) of each. ``RuntimeError`` when one does not
+    fail."""
+    runs: list[tuple[str, Family, Variant]] = []
+    for family in families:
+        for variant in family.variants:
+            entry = await engine.register(playbook(variant))
+            execution_id = await engine.execute(entry.path)
+            outcome = await engine.wait(execution_id, timeout=60)
+            if outcome.status != "failed":
+                raise RuntimeError(f"{variant.path} was expected to fail: {outcome}")
+            runs.append((execution_id, family, variant))
+    return runs
+
+
+async def build(
+    root: Path, families: Sequence[Family] = FAMILIES
+) -> tuple[dict[str, str], VectorStore]:
     """Run every variant for real and index the log; return execution id → family."""
     db = SqliteDatabase.open(root / "noetl.db")
     engine = Engine(db.events, db.catalog, lock_dir=root / "locks")
-    labels: dict[str, str] = {}
     try:
-        for family in FAMILIES:
-            for variant in family.variants:
-                entry = await engine.register(playbook(variant))
-                execution_id = await engine.execute(entry.path)
-                outcome = await engine.wait(execution_id, timeout=60)
-                if outcome.status != "failed":
-                    raise RuntimeError(f"{variant.path} was expected to fail: {outcome}")
-                labels[execution_id] = family.name
+        runs = await run_variants(engine, families)
+        labels = {execution_id: family.name for execution_id, family, _ in runs}
         store = VectorStore.open(IndexLocation.local(root / "qdrant"))
         indexer = Indexer(engine.events, engine.catalog, store, embedder=shared_embedder())
         await indexer.run_once()
@@ -115,8 +141,10 @@ async def build(root: Path) -> tuple[dict[str, str], VectorStore]:
     return labels, store
 
 
-def evaluate(labels: dict[str, str], store: VectorStore) -> Report:
-    """Both tasks, both methods, over the indexed corpus."""
+def evaluate(
+    labels: dict[str, str], store: VectorStore, families: Sequence[Family] = FAMILIES
+) -> Report:
+    """Every task, both methods, over the indexed corpus of ``families``."""
     searcher = Searcher(store, shared_embedder())
     failures = [p for p in store.scan("failures") if p.payload.get("final")]
     ids = [str(p.payload["execution_id"]) for p in failures]
@@ -129,11 +157,13 @@ def evaluate(labels: dict[str, str], store: VectorStore) -> Report:
     for execution_id, name in labels.items():
         members.setdefault(name, set()).add(execution_id)
     tasks: dict[str, dict[str, Scores]] = {
-        "describe": {"semantic": Scores(), "bm25": Scores()},
-        "similar": {"semantic": Scores(), "bm25": Scores()},
+        task: {"semantic": Scores(), "bm25": Scores()} for task in TASKS
+    }
+    descriptions = {
+        variant.path: variant.description for family in families for variant in family.variants
     }
     misses: list[str] = []
-    for family in FAMILIES:
+    for family in families:
         relevant = members[family.name]
         for query in family.queries:
             found = searcher.search_history(query, "failures", k=K)
@@ -157,11 +187,20 @@ def evaluate(labels: dict[str, str], store: VectorStore) -> Report:
                 f"similar to {paths[execution_id]} {messages[index]!r} "
                 f"({labels[execution_id]}): {_found(semantic, relevant, labels)}"
             )
+    for execution_id in ids:
+        query = descriptions[paths[execution_id]]
+        found = searcher.search_history(query, "failures", k=K)
+        semantic = [hit.execution_id or "" for hit in found]
+        tasks["where"]["semantic"].add(semantic, {execution_id})
+        tasks["where"]["bm25"].add([ids[i] for i in bm25.rank(query)], {execution_id})
+        if execution_id not in semantic:
+            misses.append(f"where {query!r} ({paths[execution_id]}): not in the first {K}")
     summary = {
         task: {method: scores.summary() for method, scores in methods.items()}
         for task, methods in tasks.items()
     }
-    return Report(len(labels), len(FAMILIES), 0.0, summary, misses)
+    variants = max((len(family.variants) for family in families), default=0)
+    return Report(len(labels), len(families), variants, 0.0, summary, misses)
 
 
 def _found(ranked: Sequence[str], relevant: set[str], labels: dict[str, str]) -> str:
@@ -171,17 +210,18 @@ def _found(ranked: Sequence[str], relevant: set[str], labels: dict[str, str]) ->
     return f"{len(relevant & set(top))} of {len(relevant)} in the first {K} [{families}]"
 
 
-def markdown(report: Report) -> str:
-    """The report as the Markdown section written into RESULTS.md."""
-    names = {"describe": "describe the failure in words", "similar": "similar past failures"}
+def markdown(report: Report, first: Report | None = None) -> str:
+    """The report as the Markdown section written into RESULTS.md; with ``first``, the
+    report on the corpus as it first was, in one line beneath the table."""
+    names = TASKS
     methods = {"semantic": "semantic (all-MiniLM-L6-v2, Qdrant)", "bm25": "keyword (BM25)"}
     lines = [
         MARK_START,
         "## Retrieval (execution-history search)",
         "",
         f"`python -m evals.retrieval.run`: {report.executions} real executions failing in "
-        f"{report.families} distinct ways, 3 differently worded variants each (separate "
-        "playbooks, steps and error types); indexed by the production indexer; "
+        f"{report.families} distinct ways, {report.variants} differently worded variants each "
+        "(separate playbooks, steps and error types); indexed by the production indexer; "
         f"{report.seconds:.0f} s.",
         "",
         f"| task | method | queries | hit@1 | recall@{K} | MRR@{K} |",
@@ -194,6 +234,18 @@ def markdown(report: Report) -> str:
                 f"{metrics['hit@1']:.2f} | {metrics[f'recall@{K}']:.2f} | "
                 f"{metrics[f'mrr@{K}']:.2f} |"
             )
+    if first is not None:
+        recall = f"recall@{K}"
+        figures = "; ".join(
+            f"{names[task]} semantic {by_method['semantic'][recall]:.2f}, "
+            f"keyword {by_method['bm25'][recall]:.2f}"
+            for task, by_method in first.tasks.items()
+        )
+        lines += [
+            "",
+            f"On the corpus as it first was (`--original`: {first.executions} executions, "
+            f"{first.variants} variants a family, two queries each), {recall}: {figures}.",
+        ]
     if report.misses:
         lines += [
             "",
@@ -211,12 +263,12 @@ def write_results(path: Path, section: str) -> None:
     write_section(path, section, MARK_START, MARK_END)
 
 
-def run() -> Report:
-    """Build the corpus in a temporary folder and evaluate it."""
+def run(families: Sequence[Family] = FAMILIES) -> Report:
+    """Build the corpus of ``families`` in a temporary folder and evaluate it."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="noetl-retrieval-") as folder:
-        labels, store = asyncio.run(build(Path(folder)))
-        report = evaluate(labels, store)
+        labels, store = asyncio.run(build(Path(folder), families))
+        report = evaluate(labels, store, families)
     report.seconds = round(time.monotonic() - started, 1)
     return report
 
@@ -226,16 +278,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m evals.retrieval.run", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown results file")
-    parser.add_argument("--no-write", action="store_true", help="do not update the results")
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="do not update the results (which also measure the original corpus)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--original",
+        action="store_true",
+        help="the corpus as it first was (3 variants, 2 queries a family); implies --no-write",
+    )
     args = parser.parse_args(argv)
-    report = run()
-    section = markdown(report)
+    write = not (args.no_write or args.original)
+    report = run(original(FAMILIES) if args.original else FAMILIES)
+    first = run(original(FAMILIES)) if write else None
+    section = markdown(report, first)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(section + "\n")
-    if not args.no_write:
+    if write:
         write_results(args.results, section)
     return 0
 

@@ -6,7 +6,7 @@ import pytest
 
 from evals.retrieval import run
 from evals.retrieval.bm25 import BM25, tokens
-from evals.retrieval.corpus import FAMILIES, playbook
+from evals.retrieval.corpus import FAMILIES, original, playbook
 from evals.retrieval.run import Scores
 
 
@@ -34,16 +34,24 @@ def test_scores_hit_recall_and_reciprocal_rank() -> None:
 
 def test_every_variant_is_a_separate_playbook() -> None:
     paths = [variant.path for family in FAMILIES for variant in family.variants]
-    assert len(paths) == len(set(paths)) == 3 * len(FAMILIES)
-    assert all(len(family.queries) >= 2 for family in FAMILIES)
+    assert len(paths) == len(set(paths)) == 4 * len(FAMILIES)
+    assert all(len(family.queries) == 3 for family in FAMILIES)
     assert "def main():" in playbook(FAMILIES[0].variants[0])
+
+
+def test_the_original_corpus_is_the_first_three_variants_and_two_queries() -> None:
+    first = original(FAMILIES)
+    assert [family.name for family in first] == [family.name for family in FAMILIES]
+    for before, now in zip(first, FAMILIES, strict=True):
+        assert before.variants == now.variants[:3] and before.queries == now.queries[:2]
 
 
 @pytest.mark.slow
 def test_semantic_search_beats_keywords_on_the_real_corpus() -> None:
     report = run.run()
 
-    assert report.executions == 3 * len(FAMILIES)
+    assert report.executions == 4 * len(FAMILIES)
+    assert report.variants == 4
     for task in ("describe", "similar"):
         semantic, keyword = report.tasks[task]["semantic"], report.tasks[task]["bm25"]
         assert semantic["recall@5"] > keyword["recall@5"], task
