@@ -15,10 +15,13 @@ Every step is an event of the ``policy`` stream (see ``noetl_agent.review_queue`
   be decided: suggest again.
 - ``policy.applied``: the patched playbook was registered as a new catalog version; new
   executions use it. It carries the inverse patch.
-- ``policy.evaluated``: once enough executions finished on the new version, the effect
-  (failure rate, duration, cost, before against after) with its verdict; ``worse``
-  raises a rollback proposal (the inverse patch against the applied version), which
-  needs approval like any other.
+- ``policy.evaluated``: once enough executions finished while the change was in force
+  (on its version and later versions that still carry it, up to the version of the next
+  change of the playbook), the effect (failure rate, duration, cost, before against
+  after) with its verdict; when the next change came first, the change is measured on
+  the executions it had and the verdict says the window was cut short. ``worse`` raises
+  a rollback proposal (the inverse patch against the latest version, when that version
+  still carries the change), which needs approval like any other.
 - ``policy.rolled_back``: a rollback proposal was applied; the original is rolled back.
 
 De-duplication: a proposal is not raised while one with the same fingerprint (playbook,
@@ -36,6 +39,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import yaml
+
 from engine.core import events as ev
 from engine.core.events import Event
 from engine.errors import Conflict, NotFound, StoreError
@@ -43,6 +48,7 @@ from engine.ports import CatalogEntry
 from learning.errors import IndexUnavailable, ModelUnavailable
 from learning.policy.history import PolicyHistory
 from learning.policy.model import PROPOSAL_KINDS, LearnerConfig, ProposalDraft, Target
+from learning.policy.patch import carries
 from noetl_agent.decision_rules import require_decider
 from noetl_agent.errors import AgentError, Forbidden
 from noetl_agent.history import indexing_enabled
@@ -53,7 +59,7 @@ from noetl_agent.review_queue import POLICY_STREAM, ProposalState, ReviewQueue, 
 
 if TYPE_CHECKING:
     from engine.runtime.embedded import Engine
-    from learning.policy.effect import EffectReport
+    from learning.policy.effect import EffectReport, EffectWindow
     from noetl_agent.history import History
 
 DECIDE = "approve or reject policy proposals"
@@ -478,8 +484,9 @@ class ProposalService:
     async def evaluate_due(
         self, requested_by: Principal | None = None
     ) -> builtins.list[dict[str, Any]]:
-        """Measure every applied change with enough finished executions on its new version
-        (``policy.evaluated``); a ``worse`` verdict raises a rollback proposal."""
+        """Measure every applied change with enough finished executions while it was in
+        force, or whose window a later change closed (``policy.evaluated``); a ``worse``
+        verdict raises a rollback proposal."""
         from learning.policy.effect import evaluate_effect
 
         async with self._lock:
@@ -488,13 +495,16 @@ class ProposalService:
             runs = self.runs
             if any(item.status == "applied" for item in self.queue.all()):
                 await runs.refresh()
+            changes = [item for item in self.queue.all() if item.applied_version is not None]
             for item in self.queue.all():
                 if item.status != "applied" or item.evaluation is not None or item.rolls_back:
                     continue
                 assert item.from_version is not None and item.applied_version is not None
-                before = runs.execution_runs(item.target.playbook, item.from_version)
-                after = runs.execution_runs(item.target.playbook, item.applied_version)
-                if len(after) < self.settings.evaluate_after:
+                path = item.target.playbook
+                window, documents = await self._effect_window(item, changes)
+                before = runs.execution_runs(path, item.from_version)
+                after = [run for v in window.versions for run in runs.execution_runs(path, v)]
+                if len(after) < self.settings.evaluate_after and not window.closed:
                     continue
                 expected = item.evidence.get("expected") or {}
                 report = evaluate_effect(
@@ -507,28 +517,102 @@ class ProposalService:
                     expected_cost=_number(
                         expected.get("cost_added_per_run", expected.get("cost_per_run"))
                     ),
+                    window=window,
                 )
+                evaluation = report.to_dict()
                 rollback = None
                 if _warrants_rollback(item.kind, report):
-                    rollback = await self._raise_rollback(item, report.to_dict(), requested_by)
+                    target = await self._rollback_target(item, documents)
+                    if isinstance(target, int):
+                        rollback = await self._raise_rollback(
+                            item, evaluation, requested_by, target
+                        )
+                    else:
+                        evaluation["rollback_not_raised"] = target
                 payload = {
                     "proposal_id": item.id,
                     "playbook": item.target.playbook,
                     "from_version": item.from_version,
                     "to_version": item.applied_version,
-                    "evaluation": report.to_dict(),
+                    "evaluation": evaluation,
                     "rollback_proposal_id": rollback,
                 }
                 await self._append(ev.POLICY_EVALUATED, f"{item.id}:evaluated", item.id, payload)
                 done.append(self._item(item.id).to_dict())
         return done
 
+    async def _effect_window(
+        self, item: ProposalState, changes: Sequence[ProposalState]
+    ) -> tuple[EffectWindow, dict[int, Any]]:
+        """The versions on which ``item``'s change was in force: the one it created and
+        the later ones that still carry it, up to the version the next change of the same
+        playbook created; with the catalog documents read on the way (by version)."""
+        from learning.policy.effect import EffectWindow
+
+        assert item.applied_version is not None
+        first = item.applied_version
+        path = item.target.playbook
+        later = sorted(
+            (
+                other
+                for other in changes
+                if other.id != item.id
+                and other.target.playbook == path
+                and other.applied_version is not None
+                and other.applied_version > first
+            ),
+            key=lambda other: other.applied_version or 0,
+        )
+        wanted = self.settings.evaluate_after
+        try:
+            entries = {entry.version: entry for entry in await self.catalog.versions(path)}
+        except NotFound:
+            entries = {}
+        if first not in entries:
+            return EffectWindow((first,), wanted), {}
+        documents: dict[int, Any] = {first: yaml.safe_load(entries[first].content)}
+        versions = [first]
+        for version in sorted(v for v in entries if v > first):
+            if later and version >= (later[0].applied_version or 0):
+                nxt = later[0]
+                cause = f"proposal {nxt.id} ({nxt.kind}) was applied as version {version}"
+                return EffectWindow(tuple(versions), wanted, cause, version), documents
+            documents[version] = yaml.safe_load(entries[version].content)
+            if not carries(item.patch, documents[first], documents[version]):
+                cause = f"version {version} was registered without this change"
+                return EffectWindow(tuple(versions), wanted, cause, version), documents
+            versions.append(version)
+        return EffectWindow(tuple(versions), wanted), documents
+
+    async def _rollback_target(self, item: ProposalState, documents: dict[int, Any]) -> int | str:
+        """The version a rollback of ``item`` patches: the latest, when it still carries the
+        change (its inverse patch undoes it there); otherwise why no rollback is raised."""
+        assert item.applied_version is not None
+        latest = await self.catalog.get(item.target.playbook)
+        if latest.version == item.applied_version:
+            return latest.version
+        applied = documents.get(item.applied_version)
+        if applied is None:
+            applied = yaml.safe_load(
+                (await self.catalog.get(item.target.playbook, item.applied_version)).content
+            )
+        if carries(item.patch, applied, yaml.safe_load(latest.content)):
+            return latest.version
+        return (
+            f"the latest version ({latest.version}) no longer holds this change where it "
+            "made it, so its inverse patch cannot be applied safely; undo it by hand"
+        )
+
     async def _raise_rollback(
-        self, item: ProposalState, evaluation: dict[str, Any], requested_by: Principal | None
+        self,
+        item: ProposalState,
+        evaluation: dict[str, Any],
+        requested_by: Principal | None,
+        target: int,
     ) -> str:
         assert item.applied_version is not None and item.inverse_patch is not None
         draft = ProposalDraft(
-            target=Target(item.target.playbook, item.applied_version, item.target.step),
+            target=Target(item.target.playbook, target, item.target.step),
             kind="rollback",
             patch=item.inverse_patch,
             evidence={"rolls_back": item.id, "evaluation": evaluation},

@@ -9,6 +9,12 @@ cost went up significantly by more than the practical threshold (10% by default)
 ``better`` is the mirror image. A significant gain in one of duration and cost with a
 significant loss in the other is a trade-off, reported as ``no_change``: the change did
 what it was meant to, at a price that was visible in its proposal.
+
+The executions "after" are those that ran while the change was in force: on the version it
+created and on later versions that still carry it, up to the version the next change of
+the same playbook created (``EffectWindow``). When a later change (or a version registered
+without this one) closes that window before enough executions ran, the change is measured
+on what did run, and the verdict says that the window was cut short and by what.
 """
 
 from __future__ import annotations
@@ -31,6 +37,57 @@ MIN_SECONDS = 0.1  # a change of the median duration smaller than this is noise
 
 
 @dataclass(frozen=True, slots=True)
+class EffectWindow:
+    """The catalog versions on which a change was in force, and what ended that span.
+
+    ``versions`` are the versions whose executions count as "after" (the one the change
+    created first); ``closed_by`` says what ended the span early (a later change's
+    version, or a version registered without the change), None while it is open;
+    ``wanted`` is how many executions the evaluation waits for when nothing cuts it."""
+
+    versions: tuple[int, ...]
+    wanted: int
+    closed_by: str | None = None
+    closed_at_version: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_by is not None
+
+    def cut_short(self, executions: int) -> bool:
+        """Whether the window closed before ``executions`` reached ``wanted``."""
+        return self.closed and executions < self.wanted
+
+    def describe(self, executions: int) -> str:
+        span = _versions_text(self.versions)
+        if not self.cut_short(executions):
+            return f"measured on {span}"
+        return (
+            f"measured on {span} only: {self.closed_by} after {executions} of the "
+            f"{self.wanted} executions the measurement waits for, which cut the window short"
+        )
+
+    def to_dict(self, executions: int) -> dict[str, Any]:
+        return {
+            "versions": list(self.versions),
+            "wanted": self.wanted,
+            "closed_by": self.closed_by,
+            "closed_at_version": self.closed_at_version,
+            "cut_short": self.cut_short(executions),
+        }
+
+
+def _versions_text(versions: Sequence[int]) -> str:
+    if not versions:
+        return "no version"
+    if len(versions) == 1:
+        return f"version {versions[0]}"
+    if list(versions) == list(range(versions[0], versions[-1] + 1)):
+        return f"versions {versions[0]}-{versions[-1]}"
+    return "versions " + ", ".join(str(v) for v in versions)
+
+
+@dataclass(frozen=True, slots=True)
 class EffectReport:
     """The before/after comparison of one change and its verdict."""
 
@@ -43,6 +100,12 @@ class EffectReport:
     summary: str
     confidence: float
     reasons: list[str] = field(default_factory=list)
+    window: EffectWindow | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether a later change closed the window before enough executions ran."""
+        return self.window is not None and self.window.cut_short(self.n_after)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +118,7 @@ class EffectReport:
             "summary": self.summary,
             "confidence": self.confidence,
             "reasons": list(self.reasons),
+            "window": self.window.to_dict(self.n_after) if self.window is not None else None,
         }
 
 
@@ -109,6 +173,7 @@ def evaluate_effect(
     min_seconds: float = MIN_SECONDS,
     expected_seconds: float | None = None,
     expected_cost: float | None = None,
+    window: EffectWindow | None = None,
 ) -> EffectReport:
     """Compare ``before`` (executions of the version a change was applied to) with
     ``after`` (executions of the new version) and give a verdict with a summary.
@@ -117,7 +182,8 @@ def evaluate_effect(
     failures fail faster (no more useless retries) shows there. A duration moves only by
     more than ``min_seconds`` (shared machines wobble by tens of milliseconds), and a rise
     up to ``expected_seconds`` / ``expected_cost`` per run, what the proposal announced,
-    is not held against it."""
+    is not held against it. ``window``, the versions ``after`` was taken from, goes into
+    the report; when it was cut short, the summary says so."""
     fail_before = sum(1 for run in before if not run.ok)
     fail_after = sum(1 for run in after if not run.ok)
     failures = compare_rates(fail_before, len(before), fail_after, len(after), confidence)
@@ -179,6 +245,8 @@ def evaluate_effect(
         elif directions == {1, -1}:
             reasons.append("duration and cost moved in opposite directions: a trade-off")
     summary = _summary(verdict, failures, duration, cost, reasons, level)
+    if window is not None and window.cut_short(len(after)):
+        summary += f" The change was {window.describe(len(after))}."
     return EffectReport(
         n_before=len(before),
         n_after=len(after),
@@ -189,6 +257,7 @@ def evaluate_effect(
         summary=summary,
         confidence=confidence,
         reasons=reasons,
+        window=window,
     )
 
 

@@ -11,9 +11,14 @@ per step of the target version:
   of at least 5% that is significant (Mann-Whitney U on the per-run scores) and no
   significantly higher failure rate. A pool without observations is never proposed.
 - **timeout**: raise ``spec.timeout`` when attempts time out while the successful
-  attempts' p99 is at or above 80% of it (the timeout is too tight, not the tool stuck),
-  and add one when none is set (with twice ``min_samples`` successes). The value is the
-  successful p99 x ``timeout_margin``, rounded up, never below the slowest success.
+  attempts' p99 is at or above 80% of it (the timeout is too tight, not the tool stuck).
+  Add one when none is set only when the history shows runs it would have stopped:
+  attempts that ended without success (timed out at the tool's own limit, cancelled,
+  failed) after running longer than the proposed limit, i.e. longer than every successful
+  attempt (with twice ``min_samples`` successes). A step whose runs all end within their
+  usual time gets no timeout proposal, and neither does one whose tool's own timeout is
+  already at or below the proposed limit. The value is the successful p99 x
+  ``timeout_margin``, rounded up, never below the slowest success.
 - **max_in_flight**: from parallel loops, the speed-up ``busy_s / wall_s`` against the
   configured limit: near-linear (>= 80% efficient) with more iterations than the limit ->
   double it (capped at the typical iteration count); far below (<= 50%) -> lower it to
@@ -33,6 +38,7 @@ from typing import Any
 
 from engine.dsl.models import Runtime, Step, parse_duration
 from learning.policy.model import (
+    Attempt,
     LearnerConfig,
     LoopRun,
     PlaybookVersion,
@@ -59,6 +65,7 @@ MIN_RAISE = 1.25  # a raised timeout is at least this multiple of the current on
 LINEAR_EFFICIENCY = 0.8  # speed-up / max_in_flight at or above this: scaling is linear
 SATURATED_EFFICIENCY = 0.5  # at or below this: the loop is saturated
 TIMEOUT_CLASS = "timeout"
+CANCELLED_CLASS = "cancelled"
 # Steps whose duration is not work done on the worker they run on: a human's decision
 # (approval) or the steps of a sub-playbook and nothing at all (noop) are not moved.
 NOT_MOVED = frozenset({"approval", "playbook", "noop"})
@@ -429,6 +436,71 @@ def _tool_timeouts(step: Step) -> list[float]:
     return limits
 
 
+def _attempt_seconds(run: ToolRun) -> list[tuple[Attempt, float]]:
+    """Each attempt of ``run`` with how long it ran, where its start and end are known
+    (an attempt starts at the previous one's end plus the delay the policy waited)."""
+    if len(run.attempts) <= 1:
+        return [(attempt, run.duration_s) for attempt in run.attempts]
+    timed: list[tuple[Attempt, float]] = []
+    for position, attempt in enumerate(run.attempts):
+        if position == 0:
+            start: float | None = run.started_at
+        else:
+            previous = run.attempts[position - 1].ended_at
+            start = None if previous is None else previous + (attempt.delay_before_s or 0.0)
+        if start is not None and attempt.ended_at is not None:
+            timed.append((attempt, max(0.0, attempt.ended_at - start)))
+    return timed
+
+
+@dataclass(frozen=True, slots=True)
+class _Overrun:
+    """The attempts that ended without success after running longer than a limit: what
+    a step timeout of that limit would have stopped sooner."""
+
+    attempts: int
+    runs: int
+    by_class: dict[str, int]
+    seconds_beyond: float
+    longest_s: float
+
+    def describe(self) -> str:
+        parts = []
+        for name, count in sorted(self.by_class.items(), key=lambda item: (-item[1], item[0])):
+            if name == TIMEOUT_CLASS:
+                parts.append(f"{count} timed out at a longer limit")
+            elif name == CANCELLED_CLASS:
+                parts.append(f"{count} {'was' if count == 1 else 'were'} cancelled")
+            else:
+                parts.append(f"{count} failed with {name}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "runs": self.runs,
+            "by_error_class": dict(sorted(self.by_class.items())),
+            "seconds_beyond_limit": round(self.seconds_beyond, 6),
+            "longest_s": round(self.longest_s, 6),
+        }
+
+
+def _overrun(runs: Sequence[ToolRun], limit: float) -> _Overrun:
+    by_class: dict[str, int] = defaultdict(int)
+    beyond = 0.0
+    longest = 0.0
+    hit_runs: set[str] = set()
+    for run in runs:
+        for attempt, seconds in _attempt_seconds(run):
+            if attempt.ok or seconds <= limit:
+                continue
+            by_class[attempt.error_class or "unknown"] += 1
+            beyond += seconds - limit
+            longest = max(longest, seconds)
+            hit_runs.add(f"{run.execution_id}/{run.step_run_id}/{run.iteration}")
+    return _Overrun(sum(by_class.values()), len(hit_runs), dict(by_class), beyond, longest)
+
+
 def _timeout_proposal(
     step: Step,
     index: int,
@@ -437,11 +509,8 @@ def _timeout_proposal(
     config: LearnerConfig,
 ) -> ProposalDraft | None:
     pool = _current_pool(step)
-    successes = [
-        seconds
-        for run in runs
-        if run.pool in (None, pool) and (seconds := _success_seconds(run)) is not None
-    ]
+    on_pool = [run for run in runs if run.pool in (None, pool)]
+    successes = [seconds for run in on_pool if (seconds := _success_seconds(run)) is not None]
     configured: float | None = None
     if step.spec is not None and step.spec.timeout is not None:
         try:
@@ -474,7 +543,15 @@ def _timeout_proposal(
     text, proposed = format_timeout(max(wanted, config.min_timeout_s))
     if configured is not None and proposed <= configured:
         return None
-    tighter = [limit for limit in _tool_timeouts(step) if limit < proposed]
+    tool_limits = _tool_timeouts(step)
+    overrun: _Overrun | None = None
+    if configured is None:
+        if tool_limits and min(tool_limits) <= proposed:
+            return None  # the tool's own timeout already stops a run at least as soon
+        overrun = _overrun(on_pool, proposed)
+        if overrun.attempts == 0:
+            return None  # every run ended within the limit: a timeout would change nothing
+    tighter = [limit for limit in tool_limits if limit < proposed]
     if tighter:
         notes.append(
             f"the tool's own timeout ({min(tighter):g}s) is lower and still applies; "
@@ -493,7 +570,7 @@ def _timeout_proposal(
         "timeout_rate": timed_out / len(attempts) if attempts else 0.0,
         "timeout_interval": _interval(rate_interval),
         "runs_failed_by_timeout": failed_by_timeout,
-        "priority": "normal" if configured is not None else "low",
+        "priority": "normal",
         "expected": {
             "failures_per_run": -(failed_by_timeout / len(current)) if current else 0.0,
             "seconds_per_run": None,
@@ -501,7 +578,9 @@ def _timeout_proposal(
         },
     }
     patch = _set_ops(version.document, index, ["spec", "timeout"], text)
-    if configured is not None:
+    if overrun is None:
+        assert configured is not None
+        evidence["reason"] = "too_tight"
         rationale = (
             f"Raise the timeout of step '{step.step}' from {configured:g}s to {text}: "
             f"{timed_out} of {len(attempts)} attempts timed out while successful attempts "
@@ -509,13 +588,29 @@ def _timeout_proposal(
             f"{summary.p99 / configured:.0%} of the limit, so the limit cuts off runs that "
             "would have succeeded."
         )
+        size = len(current)
     else:
+        evidence["reason"] = "overrun"
+        evidence["overrun"] = overrun.to_dict()
+        evidence["runs_on_pool"] = len(on_pool)
+        evidence["expected"] = {
+            "failures_per_run": 0.0,
+            "seconds_per_run": -(overrun.seconds_beyond / len(on_pool)),
+            "cost_per_run": None,
+        }
+        saved = overrun.seconds_beyond / overrun.attempts
         rationale = (
-            f"Add a timeout of {text} to step '{step.step}': {summary.n} successful attempts "
-            f"took at most {summary.max:.3g}s (p99 {summary.p99:.3g}s); a limit of p99 x "
-            f"{config.timeout_margin:g} stops a hung run instead of holding a worker."
+            f"Add a timeout of {text} to step '{step.step}': {overrun.attempts} attempt(s) in "
+            f"{overrun.runs} of {len(on_pool)} runs on pool '{pool}' ran longer than that "
+            f"without succeeding ({overrun.describe()}; the longest ran "
+            f"{overrun.longest_s:.3g}s), while its {summary.n} successful attempts took at "
+            f"most {summary.max:.3g}s (p99 {summary.p99:.3g}s). A limit of p99 x "
+            f"{config.timeout_margin:g} (never below the slowest success) would have "
+            f"stopped those attempts {saved:.3g}s sooner on average and freed their worker, "
+            "without cutting off any run that succeeded."
         )
-    return _draft(version, step, "timeout", patch, evidence, rationale, len(current), notes)
+        size = len(on_pool)
+    return _draft(version, step, "timeout", patch, evidence, rationale, size, notes)
 
 
 # --- loops -----------------------------------------------------------------------------

@@ -6,7 +6,11 @@
   every attempt's outcome, error class, ``retryable``, end time and the policy's delay
   before it, the worker pool, the measured usage and the final outcome. The members of a
   tool pipeline are one run: its attempts are those of the member that ended the pipeline
-  (the last one, or the one whose failure stopped it), its usage the sum of all members;
+  (the last one, or the one whose failure stopped it), its usage the sum of all members.
+  Its ``input_key`` digests what the step's input is rendered from when it starts: the
+  execution's workload, the outputs and ``set`` variables of the steps finished before
+  it, its loop's items and its iteration (runs of one step with the same key had the same
+  input; the retry learner tells a flaky step from a deterministic failure by it);
 - ``LoopRun``: one per run of a looping step, with the ``max_in_flight`` of the catalog
   version that ran, the wall time from ``loop.started`` to ``loop.finished`` and the busy
   time: the sum of the iterations' durations, each from ``loop.iteration.started`` to the
@@ -25,6 +29,8 @@ re-reading a window before the position and skipping what was seen (within an ex
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -88,6 +94,7 @@ class _RunState:
     cpu_ms: float | None = None
     peak_rss_kb: int | None = None
     tools: dict[str, _ToolState] = field(default_factory=dict)
+    input_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +114,27 @@ class _ExecutionState:
     runs: dict[tuple[str, int | None], _RunState] = field(default_factory=dict)
     loops: dict[str, _LoopState] = field(default_factory=dict)
     pool_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Digests of what step inputs are rendered from (None: the workload was not read).
+    inputs: dict[str, str] | None = None
+
+    def input_key(self, step: str, iteration: int | None) -> str | None:
+        """The digest of what a run of ``step`` (``iteration``) renders its input from;
+        the outputs of the step's own iterations are left out (in a parallel loop their
+        order is chance)."""
+        if self.inputs is None:
+            return None
+        own = f"iteration:{step}:"
+        parts = sorted((k, v) for k, v in self.inputs.items() if not k.startswith(own))
+        return _digest([step, iteration, parts])
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _step_of(step_run_id: str) -> str:
+    return step_run_id.rpartition("#")[0] or step_run_id
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -217,6 +245,7 @@ class PolicyHistory:
                 str(path),
                 version if isinstance(version, int) else None,
                 timestamp_seconds(event.timestamp),
+                inputs={"workload": _digest(payload.get("workload"))},
             )
             return
         if kind not in _HANDLED:
@@ -226,6 +255,8 @@ class PolicyHistory:
             return
         if kind == ev.TOOL_STARTED:
             self._on_tool_started(state, event)
+        elif kind in (ev.STEP_STARTED, ev.NEXT_EVALUATED):
+            self._on_context(state, event)
         elif kind == ev.RETRY_STARTED:
             self._on_retry_started(state, event)
         elif kind == ev.RETRY_PROCESSED:
@@ -260,11 +291,24 @@ class PolicyHistory:
         key = (event.step_run_id or "", event.iteration)
         return state.runs.setdefault(key, _RunState())
 
+    def _on_context(self, state: _ExecutionState, event: Event) -> None:
+        """A loop's items (``step.started``) and variables set on a step's arcs
+        (``next.evaluated``): what later inputs are rendered from."""
+        if state.inputs is None:
+            return
+        step_run_id = event.step_run_id or ""
+        payload = event.payload
+        if event.event_type == ev.STEP_STARTED and "items" in payload:
+            state.inputs[f"items:{_step_of(step_run_id)}"] = _digest(payload.get("items"))
+        elif event.event_type == ev.NEXT_EVALUATED and payload.get("set"):
+            state.inputs[f"set-next:{_step_of(step_run_id)}"] = _digest(payload.get("set"))
+
     def _on_tool_started(self, state: _ExecutionState, event: Event) -> None:
         run = self._run(state, event)
         at = timestamp_seconds(event.timestamp)
         if run.started_at is None:
             run.started_at = at
+            run.input_key = state.input_key(_step_of(event.step_run_id or ""), event.iteration)
         tool = run.tools.setdefault(_tool_key(event), _ToolState())
         tool.started_at = tool.started_at or at
 
@@ -335,7 +379,7 @@ class PolicyHistory:
             execution_id=event.execution_id,
             playbook_path=state.path,
             playbook_version=state.version,
-            step=step_run_id.rpartition("#")[0] or step_run_id,
+            step=_step_of(step_run_id),
             step_run_id=step_run_id,
             tool_kind=str(payload["kind"]) if payload.get("kind") else None,
             pool=str(pool) if pool else None,
@@ -349,8 +393,16 @@ class PolicyHistory:
             peak_rss_kb=run.peak_rss_kb,
             tool=str(payload["tool"]) if payload.get("tool") else None,
             tool_index=index if isinstance(index, int) and not isinstance(index, bool) else None,
+            input_key=run.input_key,
         )
         self._tool_runs[state.path].append(tool_run)
+        if state.inputs is not None:
+            step = tool_run.step
+            if event.iteration is None:
+                produced = f"output:{step}"
+            else:
+                produced = f"iteration:{step}:{event.iteration}"
+            state.inputs[produced] = _digest([payload.get("output"), payload.get("set")])
         if event.iteration is not None:
             self._iteration_ended(state, event)
         seconds = (run.wall_ms / 1000.0) if run.wall_ms is not None else tool_run.duration_s
@@ -457,6 +509,8 @@ class PolicyHistory:
 
 _HANDLED = frozenset(
     {
+        ev.STEP_STARTED,
+        ev.NEXT_EVALUATED,
         ev.TOOL_STARTED,
         ev.RETRY_STARTED,
         ev.RETRY_PROCESSED,

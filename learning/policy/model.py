@@ -59,6 +59,10 @@ class ToolRun:
     peak_rss_kb: int | None = None
     tool: str | None = None  # the tool's name (its kind when unnamed)
     tool_index: int | None = None  # position in a tool pipeline (None: a single tool)
+    # What the run's input was rendered from (the execution's workload, the outputs and
+    # variables of the steps before it, its loop items and iteration), as a digest: two
+    # runs of a step with the same key had the same input. None when it cannot be told.
+    input_key: str | None = None
 
     @property
     def duration_s(self) -> float:

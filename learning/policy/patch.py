@@ -3,7 +3,8 @@
 A proposal's patch is a list of ``{"op", "path", "value"}`` operations (``add``,
 ``replace``, ``remove``; paths are JSON pointers such as
 ``/workflow/2/tool/spec/policy``). ``apply_patch`` returns a new document and never
-changes its input; ``render`` writes the document back as YAML; ``unified_diff`` shows the
+changes its input; ``carries`` tells whether a later version still holds what a patch
+wrote; ``render`` writes the document back as YAML; ``unified_diff`` shows the
 change between two versions in the normalised form, so only what changed is marked.
 """
 
@@ -92,6 +93,51 @@ def apply_patch(document: Mapping[str, Any], patch: Sequence[Mapping[str, Any]])
         else:
             raise PatchError(f"patch path '{path}' points inside a value that is not a map or list")
     return result
+
+
+_MISSING = object()
+
+
+def _resolve(document: Any, parts: Sequence[str]) -> Any:
+    """The value at ``parts`` in ``document`` (``_MISSING`` when there is none)."""
+    node = document
+    for key in parts:
+        if isinstance(node, Mapping):
+            if key not in node:
+                return _MISSING
+            node = node[key]
+        elif isinstance(node, list):
+            try:
+                index = int(key)
+            except ValueError:
+                return _MISSING
+            if not 0 <= index < len(node):
+                return _MISSING
+            node = node[index]
+        else:
+            return _MISSING
+    return node
+
+
+def carries(
+    patch: Sequence[Mapping[str, Any]], patched: Mapping[str, Any], other: Mapping[str, Any]
+) -> bool:
+    """Whether ``other`` still holds what ``patch`` wrote into ``patched``: at every
+    operation's place the same value (the whole list for an element of a list, so an
+    index means the same element), under a workflow entry of the same step name. Then the
+    patch is in force in ``other`` and its inverse patch undoes it there as well."""
+    for operation in patch:
+        parts = _parts(str(operation.get("path", "")))
+        scope = parts[:-1] if isinstance(_resolve(patched, parts[:-1]), list) else parts
+        if _resolve(patched, scope) != _resolve(other, scope):
+            return False
+        if len(parts) >= 2 and parts[0] == "workflow":
+            mine, theirs = _resolve(patched, parts[:2]), _resolve(other, parts[:2])
+            if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):
+                return False
+            if mine.get("step") != theirs.get("step"):
+                return False
+    return True
 
 
 class _Dumper(yaml.SafeDumper):

@@ -12,8 +12,23 @@ For every step's tool and error class seen in its runs it weighs two kinds of ev
 A class that recovered is **transient**; one that never recovered over ``min_samples``
 tries is **permanent** (once the policy retried it ``min_samples`` times, the retries alone
 decide: the same request again is the direct evidence). A class the tool itself reports
-as not retryable (``http_401``, a Python exception, an SQL error) is never called
-transient on next runs alone: a later execution may simply have sent other inputs.
+as not retryable (``http_401``, a Python exception, an SQL error) and the policy never
+retried needs more than a later execution that succeeded, which may have sent other
+inputs:
+
+- **same input**: a run that ended with the error followed by a later run of the step with
+  the same input (``ToolRun.input_key``: same workload, same outputs of the steps before
+  it, same loop item). If such runs succeeded the error is transient however the tool
+  labels it (a flaky ``python`` step raising ``ConnectionError``); if the same input failed
+  again every time, the error is deterministic (a ``KeyError``, a ``ZeroDivisionError`` on
+  that input) and never gets a retry. Once there is such a pair, it alone decides;
+- **transient by nature**: without same-input pairs, exceptions whose type says the
+  network or a peer failed (``ConnectionError`` and its subclasses, ``TimeoutError``, the
+  HTTP client libraries' connect and read errors: ``TRANSIENT_EXCEPTIONS``) are judged on
+  the next runs like a retryable error. Any other class stays undecided.
+
+Errors of kind ``validation`` (the configuration could not be used; nothing ran) are
+never transient.
 
 For a transient class the per-attempt recovery rate ``p`` (from the retries the current
 policy made, else from the next runs) gives the chance that a run hit by the error
@@ -43,6 +58,7 @@ is not idempotent (http POST/PUT/PATCH/DELETE, a postgres or duckdb ``command``,
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from collections import Counter, defaultdict
@@ -73,6 +89,30 @@ MIN_RECOVERY = 0.5  # P(recovered within max_attempts) below which retrying is n
 # Classes a rule is also tried against before it is removed: if it matches one of them it
 # is narrowed instead, so a catch-all rule keeps retrying what it was written for.
 PROBE_CLASSES = ("timeout", "connection", "http_429", "http_502", "http_503", "http_504")
+# Python exception types raised when the network or a peer failed, not the code: a later
+# call may well succeed (built-in OSError subclasses, http.client's, and the names the
+# common HTTP client libraries give their connect and read failures).
+TRANSIENT_EXCEPTIONS = frozenset(
+    {
+        "ConnectionError",
+        "ConnectionResetError",
+        "ConnectionRefusedError",
+        "ConnectionAbortedError",
+        "BrokenPipeError",
+        "TimeoutError",
+        "RemoteDisconnected",
+        "IncompleteRead",
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "ReadError",
+    }
+)
+_SOURCE_WORDS = {
+    "attempts": "retries",
+    "same_input": "later runs with the same input",
+    "next_run": "next runs",
+}
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 _NICE = (1, 2, 3, 5)
 
@@ -313,8 +353,12 @@ class _ClassStats:
     in_recovered: int = 0
     cross_trials: int = 0  # failed runs followed by a run of a later execution
     cross_recovered: int = 0
+    same_trials: int = 0  # failed runs followed by a later run with the same input
+    same_recovered: int = 0
     in_recovery_s: list[float] = field(default_factory=list)
     cross_recovery_s: list[float] = field(default_factory=list)
+    same_recovery_s: list[float] = field(default_factory=list)
+    by_same_input: bool = False  # the next runs with the same input decide (see module doc)
     wasted_s: float = 0.0  # retries after the class in runs that never recovered
     failed_runs: list[ToolRun] = field(default_factory=list)
     retryable: Counter[bool] = field(default_factory=Counter)
@@ -333,21 +377,29 @@ class _ClassStats:
         the retries and the next runs together."""
         if self.in_trials >= min_samples:
             return self.in_recovered, self.in_trials
+        if self.by_same_input:
+            return self.in_recovered + self.same_recovered, self.in_trials + self.same_trials
         return self.recovered, self.trials
 
     @property
     def source(self) -> str:
-        return "attempts" if self.in_trials else "next_run"
+        if self.in_trials:
+            return "attempts"
+        return "same_input" if self.by_same_input else "next_run"
 
     @property
     def rate_counts(self) -> tuple[int, int]:
         if self.in_trials:
             return self.in_recovered, self.in_trials
+        if self.by_same_input:
+            return self.same_recovered, self.same_trials
         return self.cross_recovered, self.cross_trials
 
     @property
     def recovery_s(self) -> list[float]:
-        return self.in_recovery_s if self.in_trials else self.cross_recovery_s
+        if self.in_trials:
+            return self.in_recovery_s
+        return self.same_recovery_s if self.by_same_input else self.cross_recovery_s
 
     @property
     def said_retryable(self) -> bool:
@@ -367,6 +419,11 @@ def _attempt_start(run: ToolRun, position: int) -> float | None:
 def _class_stats(runs: Sequence[ToolRun], window_s: float) -> dict[str, _ClassStats]:
     ordered = sorted(runs, key=lambda run: (run.started_at, run.finished_at))
     starts = [run.started_at for run in ordered]
+    same_input: dict[str, list[ToolRun]] = defaultdict(list)
+    for run in ordered:
+        if run.input_key is not None:
+            same_input[run.input_key].append(run)
+    same_starts = {key: [run.started_at for run in twins] for key, twins in same_input.items()}
     stats: dict[str, _ClassStats] = {}
 
     def of(name: str) -> _ClassStats:
@@ -404,6 +461,9 @@ def _class_stats(runs: Sequence[ToolRun], window_s: float) -> dict[str, _ClassSt
             continue
         entry = of(last.error_class)
         entry.final_failures += 1
+        if run.input_key is not None:
+            key = run.input_key
+            _same_input_trial(entry, run, same_input[key], same_starts[key], window_s)
         later = _later_runs(ordered, starts, position, run)
         following = next(later, None)
         if following is None or following.started_at - run.finished_at > window_s:
@@ -417,6 +477,32 @@ def _class_stats(runs: Sequence[ToolRun], window_s: float) -> dict[str, _ClassSt
         if candidate is not None and candidate.started_at - run.finished_at <= window_s:
             entry.cross_recovery_s.append(max(0.0, candidate.started_at - run.finished_at))
     return stats
+
+
+def _same_input_trial(
+    entry: _ClassStats,
+    run: ToolRun,
+    twins: Sequence[ToolRun],
+    starts: Sequence[float],
+    window_s: float,
+) -> None:
+    """Count the next run with ``run``'s input (of a later execution, within the window):
+    did its first attempt succeed, and after how long did one with that input succeed."""
+    first = bisect.bisect_left(starts, run.finished_at)
+    later = [
+        other
+        for other in itertools.takewhile(
+            lambda other: other.started_at <= run.finished_at + window_s, twins[first:]
+        )
+        if other.execution_id != run.execution_id
+    ]
+    if not later:
+        return
+    entry.same_trials += 1
+    entry.same_recovered += bool(later[0].attempts) and later[0].attempts[0].ok
+    success = next((o for o in later if o.attempts and o.attempts[0].ok), None)
+    if success is not None:
+        entry.same_recovery_s.append(max(0.0, success.started_at - run.finished_at))
 
 
 def _later_runs(
@@ -479,6 +565,8 @@ def _counts(entry: _ClassStats) -> dict[str, Any]:
         "recovered_by_retry": entry.in_recovered,
         "next_runs_observed": entry.cross_trials,
         "recovered_on_next_run": entry.cross_recovered,
+        "same_input_runs_observed": entry.same_trials,
+        "recovered_with_same_input": entry.same_recovered,
     }
 
 
@@ -654,19 +742,12 @@ def _site_findings(
                 )
             )
             continue
+        if not entry.in_trials and not entry.said_retryable:
+            doubt = _not_retryable_doubt(entry)
+            if doubt is not None:
+                findings.append(RetryFinding(step, name, "undecided", doubt))
+                continue
         recovered, trials = entry.verdict_counts(config.min_samples)
-        if recovered and not entry.in_trials and not entry.said_retryable:
-            findings.append(
-                RetryFinding(
-                    step,
-                    name,
-                    "undecided",
-                    "the tool reports it as not retryable and the policy never retried it; "
-                    "later runs that succeeded may have had other inputs, so that is no "
-                    "proof a retry would help",
-                )
-            )
-            continue
         if recovered == 0:
             if trials < config.min_samples:
                 findings.append(
@@ -684,6 +765,30 @@ def _site_findings(
         findings.append(_transient(site, entry, stats, version, config, attempt_s))
     findings += _permanent(site, permanent, stats, version, config)
     return findings
+
+
+def _not_retryable_doubt(entry: _ClassStats) -> str | None:
+    """For a class the tool reports as not retryable and the policy never retried: why the
+    next runs cannot call it transient (None when they can). Sets ``by_same_input`` when
+    later runs with the same input are the evidence."""
+    kind, _ = class_parts(entry.error_class)
+    if kind == "validation":
+        entry.by_same_input = entry.same_trials > 0
+        if entry.same_recovered or (not entry.same_trials and entry.recovered):
+            return "a configuration error (nothing ran) is never called transient"
+        return None
+    if entry.same_trials:
+        entry.by_same_input = True  # the same input again: the direct evidence
+        return None
+    if not entry.recovered:
+        return None
+    if entry.error_class in TRANSIENT_EXCEPTIONS:
+        return None  # the network or a peer failed: the next runs may tell
+    return (
+        "the tool reports it as not retryable and the policy never retried it; later runs "
+        "that succeeded had other inputs (none with the same input was seen), so that is "
+        "no proof a retry would help"
+    )
 
 
 def _transient(
@@ -773,6 +878,7 @@ def _transient(
         "verdict": "transient",
         "tool_kind": site.kind,
         "source": entry.source,
+        "tool_said_retryable": entry.said_retryable,
         "counts": _counts(entry),
         "per_attempt_success": _interval((recovered, trials), config.confidence),
         "p_success_within": {
@@ -799,7 +905,7 @@ def _transient(
     rationale = (
         f"Step `{step}` failed with {name} in {entry.occurrences} of {entry.runs} runs, and "
         f"the error went away: {recovered} of {trials} "
-        f"{'retries' if entry.source == 'attempts' else 'next runs'} succeeded "
+        f"{_SOURCE_WORDS[entry.source]} succeeded "
         f"({p:.0%}, {config.confidence:.0%} interval {low:.0%}-{high:.0%}). "
         f"Retrying it up to {attempts} attempts should let "
         f"{p_within(p, attempts):.1%} of the affected runs succeed "
@@ -815,6 +921,7 @@ def _transient(
             else "."
         )
         + " The rule matches only this error; the step's other rules stay as they are."
+        + _label_note(entry)
     )
     draft = ProposalDraft(
         target=Target(version.path, version.version, step),
@@ -826,6 +933,21 @@ def _transient(
         learner=LEARNER,
     )
     return RetryFinding(step, name, "transient", f"retry up to {attempts} attempts", draft)
+
+
+def _label_note(entry: _ClassStats) -> str:
+    """Why a class the tool reports as not retryable is called transient all the same."""
+    if entry.said_retryable or entry.in_trials:
+        return ""
+    if entry.source == "same_input":
+        return (
+            f" The tool reports {entry.error_class} as not retryable, but runs with the same "
+            "input failed and then succeeded: the failure does not come from the input."
+        )
+    return (
+        f" The tool reports {entry.error_class} as not retryable, but it is a network or "
+        "peer failure by nature, which a later attempt can get past."
+    )
 
 
 def _within(p: float, low: float, high: float, attempts: int) -> dict[str, Any]:

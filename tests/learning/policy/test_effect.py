@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from learning.policy.effect import evaluate_effect
+from learning.policy.effect import EffectWindow, evaluate_effect
 from learning.policy.model import ExecutionRun
 
 
@@ -146,3 +146,19 @@ def test_failed_executions_count_in_the_durations() -> None:
     report = evaluate_effect(before, after)
     assert report.duration is not None and report.duration.n_before == 30
     assert report.failures.rate_before == report.failures.rate_after
+
+
+def test_a_window_cut_short_is_named_in_the_verdict() -> None:
+    cut = EffectWindow((2,), wanted=20, closed_by="proposal p-1 (retry) was applied as version 3")
+    report = evaluate_effect(executions(20), executions(6, failures=6, version=2), window=cut)
+    assert report.verdict == "worse" and report.cut_short
+    assert "measured on version 2 only" in report.summary
+    assert "after 6 of the 20 executions" in report.summary
+    assert report.to_dict()["window"]["cut_short"] is True
+    # Closed after enough executions, or still open: nothing to say about the window.
+    full = evaluate_effect(executions(20), executions(20, version=2), window=cut)
+    assert not full.cut_short and "window short" not in full.summary
+    open_window = EffectWindow((2, 3), wanted=20)
+    report = evaluate_effect(executions(20), executions(6, version=2), window=open_window)
+    assert not report.cut_short
+    assert report.to_dict()["window"]["versions"] == [2, 3]

@@ -292,26 +292,87 @@ def test_no_timeouts_no_change_to_a_configured_timeout() -> None:
     assert of_kind(hardware_proposals(runs, [], version), "timeout") == []
 
 
-def test_a_missing_timeout_is_added_with_enough_samples_only() -> None:
+def hung_runs(
+    seconds: Sequence[float], *, error_class: str = "ConnectionError", first: int = 100
+) -> list[ToolRun]:
+    """Runs on the cpu pool that ended with ``error_class`` after ``seconds`` each."""
+    runs = []
+    for i, duration in enumerate(seconds, start=first):
+        start = 5_000.0 + i * 1000.0
+        runs.append(
+            ToolRun(
+                execution_id=f"h-{i}",
+                playbook_path=PATH,
+                playbook_version=3,
+                step="crunch",
+                step_run_id="crunch#1",
+                tool_kind="python",
+                pool="cpu",
+                attempts=(
+                    Attempt(
+                        number=1,
+                        ok=False,
+                        error_class=error_class,
+                        retryable=False,
+                        ended_at=start + duration,
+                    ),
+                ),
+                ok=False,
+                started_at=start,
+                finished_at=start + duration,
+            )
+        )
+    return runs
+
+
+def test_a_step_whose_runs_end_in_their_usual_time_gets_no_timeout() -> None:
+    version = make_version()
+    durations = [2.0 + 0.1 * i for i in range(40)]
+    steady = timed_runs(durations, timeouts=0, timeout_s=0)
+    assert of_kind(hardware_proposals(steady, [], version), "timeout") == []
+    # Failures within the usual duration are no reason either: a timeout would not stop them.
+    quick_failures = hung_runs([1.0, 2.5, 3.0])
+    assert of_kind(hardware_proposals(steady + quick_failures, [], version), "timeout") == []
+
+
+def test_a_missing_timeout_is_added_when_runs_hung_with_enough_samples_only() -> None:
     version = make_version()
     durations = [2.0 + 0.1 * i for i in range(20)]  # 2.0 .. 3.9 s
-    [draft] = of_kind(
-        hardware_proposals(timed_runs(durations, timeouts=0, timeout_s=0), [], version),
-        "timeout",
-    )
-    assert draft.evidence["priority"] == "low"
-    assert draft.evidence["proposed_timeout"] == "6s"  # p99 3.88 s x 1.5 = 5.8 s
+    hung = hung_runs([120.0, 300.0]) + hung_runs([30.0], error_class="timeout", first=200)
+    runs = timed_runs(durations, timeouts=0, timeout_s=0) + hung
+    [draft] = of_kind(hardware_proposals(runs, [], version), "timeout")
+    evidence = draft.evidence
+    assert evidence["proposed_timeout"] == "6s"  # p99 3.88 s x 1.5 = 5.8 s
+    assert evidence["reason"] == "overrun"
+    assert evidence["overrun"]["runs"] == 3
+    assert evidence["overrun"]["by_error_class"] == {"ConnectionError": 2, "timeout": 1}
+    assert evidence["overrun"]["seconds_beyond_limit"] == pytest.approx(114 + 294 + 24)
+    assert evidence["expected"]["seconds_per_run"] == pytest.approx(-(114 + 294 + 24) / 23)
     assert draft.patch == [{"op": "add", "path": "/workflow/1/spec", "value": {"timeout": "6s"}}]
     spec = applied(version, draft).step("crunch").spec
     assert spec is not None and spec.timeout == "6s"
-    few = timed_runs(durations[:15], timeouts=0, timeout_s=0)
+    assert "ran longer than that without succeeding" in draft.rationale
+    assert "2 failed with ConnectionError" in draft.rationale
+    assert "1 timed out" in draft.rationale
+    few = timed_runs(durations[:15], timeouts=0, timeout_s=0) + hung
     assert of_kind(hardware_proposals(few, [], version), "timeout") == []
+
+
+def test_a_tool_timeout_at_or_below_the_limit_makes_a_step_timeout_useless() -> None:
+    content = PLAYBOOK.replace("{crunch_spec}", "").replace(
+        'code: "result = sum(range(10 ** 7))"', 'code: "result = 1", timeout: 5'
+    )
+    playbook = parse_playbook(content)
+    version = PlaybookVersion(PATH, 3, content, playbook, yaml.safe_load(content))
+    runs = timed_runs([2.0 + 0.1 * i for i in range(20)], timeouts=0, timeout_s=0)
+    runs += hung_runs([5.0, 5.0], error_class="timeout")
+    assert of_kind(hardware_proposals(runs, [], version), "timeout") == []
 
 
 def test_a_proposed_timeout_is_never_below_the_slowest_success() -> None:
     version = make_version()
     durations = [1.0] * 30 + [9.0]  # one slow success beyond p99 x margin
-    runs = timed_runs(durations, timeouts=0, timeout_s=0)
+    runs = timed_runs(durations, timeouts=0, timeout_s=0) + hung_runs([60.0])
     [draft] = of_kind(
         hardware_proposals(runs, [], version, LearnerConfig(timeout_margin=1.1)), "timeout"
     )
@@ -321,11 +382,10 @@ def test_a_proposed_timeout_is_never_below_the_slowest_success() -> None:
 def test_a_proposed_timeout_is_never_below_the_floor() -> None:
     version = make_version()
     durations = [0.02 + 0.001 * i for i in range(30)]  # 20-49 ms: p99 x 1.5 is ~75 ms
-    [draft] = of_kind(
-        hardware_proposals(timed_runs(durations, timeouts=0, timeout_s=0), [], version),
-        "timeout",
-    )
+    runs = timed_runs(durations, timeouts=0, timeout_s=0) + hung_runs([0.5, 4.0])
+    [draft] = of_kind(hardware_proposals(runs, [], version), "timeout")
     assert draft.evidence["proposed_timeout"] == "1s"  # LearnerConfig.min_timeout_s
+    assert draft.evidence["overrun"]["runs"] == 1  # the 0.5 s failure ends within 1 s
 
 
 @pytest.mark.parametrize(
@@ -405,7 +465,7 @@ def test_partial_scaling_and_other_limits_propose_nothing() -> None:
 
 def test_every_patch_yields_a_valid_playbook() -> None:
     version = make_version()
-    runs = runs_on("cpu", 8.0, 30) + runs_on("large", 2.0, 30)
+    runs = runs_on("cpu", 8.0, 30) + runs_on("large", 2.0, 30) + hung_runs([600.0])
     drafts = hardware_proposals(runs, loop_runs(3.9), version)
     assert {draft.kind for draft in drafts} == {"pool", "timeout", "max_in_flight"}
     for draft in drafts:

@@ -192,3 +192,52 @@ async def test_execution_runs_of_one_version(engine: Engine, tmp_path: Path) -> 
     runs = await execution_runs(engine.events, engine.catalog, "retried", 2)
     assert len(runs) == 2 and all(run.playbook_version == 2 and run.ok for run in runs)
     assert len(await execution_runs(engine.events, engine.catalog, "retried")) == 3
+
+
+CHAINED = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: chained}
+workload: {base: 1}
+workflow:
+  - step: first
+    tool:
+      kind: python
+      input: {base: "{{ workload.base }}"}
+      code: |
+        def main(base):
+            return {"items": [int(base), int(base) + 1]}
+    next: [{step: second}]
+  - step: second
+    loop: {in: "{{ first.items }}", iterator: item, spec: {mode: parallel}}
+    tool:
+      kind: python
+      input: {item: "{{ item }}"}
+      code: |
+        def main(item):
+            return item * 2
+"""
+
+
+async def test_runs_with_the_same_input_share_an_input_key(engine: Engine) -> None:
+    entry = await engine.register(CHAINED)
+    for workload in ({"base": 1}, {"base": 1}, {"base": 5}):
+        assert (await engine.run(entry.path, workload=workload)).status == "completed"
+    history = PolicyHistory(engine.events, engine.catalog)
+    await history.refresh()
+    runs = history.tool_runs("chained")
+    by_execution: dict[str, dict[tuple[str, int | None], str | None]] = {}
+    for run in runs:
+        by_execution.setdefault(run.execution_id, {})[(run.step, run.iteration)] = run.input_key
+    same_a, same_b, other = (
+        by_execution[e]
+        for e in sorted(
+            by_execution, key=lambda e: min(r.started_at for r in runs if r.execution_id == e)
+        )
+    )
+    assert all(key is not None for key in same_a.values())
+    assert same_a == same_b  # the same workload: the same inputs, step by step
+    assert same_a[("first", None)] != other[("first", None)]
+    # Each loop iteration has its own input, and the upstream output is part of it.
+    assert same_a[("second", 0)] != same_a[("second", 1)]
+    assert same_a[("second", 0)] != other[("second", 0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import textwrap
 from collections.abc import Sequence
@@ -433,3 +434,21 @@ def test_a_workbook_reference_keeps_what_it_inherits() -> None:
     spec = draft.patch[0]["value"]
     assert spec["timeout"] == 5 and spec["policy"]["rules"][0]["when"] == retry_when(["http_503"])
     parse_playbook(render(apply_patch(version.document, draft.patch)))
+
+
+def test_a_configuration_error_is_never_called_transient() -> None:
+    # Even when later runs with the same input succeeded (the configuration was fixed
+    # between them, say), an error that means nothing ran gets no retry.
+    version = version_of(http_step())
+    same = [
+        dataclasses.replace(run, input_key="same")
+        for run in sequential(repeated((12, ["validation"]), (1, [None])))
+    ]
+    alternating = [
+        dataclasses.replace(run, input_key="same")
+        for run in sequential([["validation"], [None]] * 12)
+    ]
+    for runs in (same, alternating):
+        findings = retry_findings(runs, version, LearnerConfig(min_samples=5))
+        (finding,) = [f for f in findings if f.error_class == "validation"]
+        assert finding.draft is None and finding.verdict != "transient", finding.explain()
