@@ -8,6 +8,7 @@ by the store on append and is monotonic per execution; persistence is idempotent
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,3 +146,60 @@ class Event:
             payload=dict(data.get("payload") or {}),
             seq=data.get("seq"),
         )
+
+
+class JsonObject(dict[str, Any]):
+    """A payload read from JSON that carries its JSON text (``json``), so a store can
+    write it without encoding it again.
+
+    Changing it in place drops the text (``json`` becomes None), and a copy or a pickle
+    is a plain dict; a change deeper inside cannot be seen, which is why payloads are
+    never changed once they are in an event.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, items: dict[str, Any], json: str) -> None:
+        super().__init__(items)
+        self.json: str | None = json
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.json = None
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.json = None
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> JsonObject:  # type: ignore[override,misc]
+        self.json = None
+        return super().__ior__(other)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.json = None
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self.json = None
+        return super().setdefault(key, default)
+
+    def pop(self, *args: Any) -> Any:
+        self.json = None
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.json = None
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.json = None
+        super().clear()
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))

@@ -22,10 +22,14 @@ the CLI, as a user would, and measures:
   payload) are posted to ``POST /api/events/batch`` in batches of ``--ingest-batch``
   (default: the most a worker puts in one report, ``engine.worker.remote.BATCH_SIZE``) by
   ``--ingest-clients`` concurrent clients, each one batch at a time like a worker's
-  sender. Then the very rows the server stored are written again with one binary COPY
-  (``asyncpg.copy_records_to_table``) into a table with the event table's columns and
-  indexes, in the same database. ``--rounds`` rounds alternate the two, so both see the
-  same load; the ratio is the median of the per-round ratios.
+  sender and kept for the whole run like a worker's HTTP client. Then the very rows the
+  server stored are written again with one binary COPY (``asyncpg.copy_records_to_table``)
+  into a table with the event table's columns and indexes, in the same database,
+  ``COPY_REPEATS`` times (emptied before each; the round takes the median). ``--rounds``
+  rounds alternate the two, so both see the same load; the ratio is the median of the
+  per-round ratios. The CPU time of the server and of the PostgreSQL backends serving the
+  benchmark's database is taken for each path. With ``--profile``, one more round, not
+  counted, is recorded.
 
 The "Distributed" section of ``evals/RESULTS.md`` (between ``<!-- distributed:start -->``
 and ``<!-- distributed:end -->``) is replaced; the rest of the file is kept. The exit status
@@ -569,12 +573,16 @@ async def throughput(
 @dataclass
 class Round:
     """One round of the ingestion comparison: the API took ``api_s`` for ``events``
-    events, one COPY of the very rows it stored took ``copy_s``."""
+    events, a COPY of the very rows it stored took ``copy_s`` (median of the repeats);
+    CPU seconds of the server and of PostgreSQL during the API part, of PostgreSQL
+    during one COPY."""
 
     events: int
     api_s: float
     copy_s: float
     server_cpu_s: float
+    api_pg_cpu_s: float = 0.0
+    copy_pg_cpu_s: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -609,7 +617,22 @@ class Ingestion:
     def server_us_per_event(self) -> float:
         return 1e6 * sum(r.server_cpu_s for r in self.rounds) / self.events
 
+    @property
+    def api_pg_us_per_event(self) -> float:
+        return 1e6 * sum(r.api_pg_cpu_s for r in self.rounds) / self.events
 
+    @property
+    def copy_pg_us_per_event(self) -> float:
+        return 1e6 * sum(r.copy_pg_cpu_s for r in self.rounds) / self.events
+
+    @property
+    def ratio_quartiles(self) -> tuple[float, float]:
+        """The first and third quartiles of the per-round ratios."""
+        ratios = [r.ratio for r in self.rounds]
+        return percentile(ratios, 25) or 0.0, percentile(ratios, 75) or 0.0
+
+
+COPY_REPEATS = 3  # COPYs of each round's rows; the round takes the median
 COPY_COLUMNS = [
     "execution_id",
     "seq",
@@ -706,19 +729,25 @@ async def _idle_executions(bench: Cluster, conn: Any, count: int) -> dict[str, s
         await asyncio.sleep(0.05)
 
 
-async def _post_all(bench: Cluster, bodies: list[list[bytes]]) -> None:
-    async def sender(mine: list[bytes]) -> None:
-        async with httpx.AsyncClient(
-            base_url=bench.url,
-            headers={**bench.headers("worker"), "Content-Type": "application/json"},
-            timeout=60,
-        ) as http:
-            for content in mine:
-                response = await http.post("/api/events/batch", content=content)
-                if response.status_code != 200:
-                    raise BenchError(f"ingestion: {response.status_code} {response.text[:300]}")
+async def _backends(conn: Any, database: str) -> list[int]:
+    """PostgreSQL backend pids serving ``database``, this connection's excluded."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        database,
+    )
+    return [int(r["pid"]) for r in rows]
 
-    await asyncio.gather(*(sender(mine) for mine in bodies))
+
+async def _post_all(senders: list[httpx.AsyncClient], bodies: list[list[bytes]]) -> None:
+    """Each client posts its bodies one after another, all clients at once."""
+
+    async def send(http: httpx.AsyncClient, mine: list[bytes]) -> None:
+        for content in mine:
+            response = await http.post("/api/events/batch", content=content)
+            if response.status_code != 200:
+                raise BenchError(f"ingestion: {response.status_code} {response.text[:300]}")
+
+    await asyncio.gather(*(send(http, mine) for http, mine in zip(senders, bodies, strict=True)))
 
 
 async def ingestion(
@@ -733,6 +762,16 @@ async def ingestion(
     """API ingestion against COPY of the same rows, in interleaved rounds; see the module
     docstring."""
     conn = await asyncpg.connect(bench.dsn, timeout=10)
+    # One HTTP client per sender for the whole run, like a worker's (made outside the
+    # clock: building one loads the TLS trust store, tens of ms).
+    senders = [
+        httpx.AsyncClient(
+            base_url=bench.url,
+            headers={**bench.headers("worker"), "Content-Type": "application/json"},
+            timeout=60,
+        )
+        for _ in range(clients)
+    ]
     try:
         runs = await _idle_executions(bench, conn, executions)
         ids = list(runs)
@@ -742,7 +781,10 @@ async def ingestion(
         selected = ", ".join("payload::text" if c == "payload" else f'"{c}"' for c in COPY_COLUMNS)
         per_round = max(events // rounds // batch, 1)
         results: list[Round] = []
-        for n in range(-1, rounds):  # round -1 warms the path up and is not counted
+        mine = [conn.get_server_pid()]
+        # Round -1 warms the path up; with ``profile`` one more round is recorded. Neither
+        # is counted.
+        for n in range(-1, rounds + (1 if profile else 0)):
             # Client c serves the executions with index % clients == c, like workers that
             # each run their own commands; each client sends one batch at a time.
             bodies: list[list[bytes]] = [[] for _ in range(clients)]
@@ -752,12 +794,13 @@ async def ingestion(
                 body = {"events": _report_events(execution_id, runs[execution_id], b, batch)}
                 bodies[(b % len(ids)) % clients].append(json.dumps(body).encode())
             mark = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM noetl.event")
-            cpu0 = process_cpu(bench.pids[:1])
-            with _profiled(bench, profile if n == 0 else None, "ingestion"):  # one round
+            backends = await _backends(conn, bench.database)
+            cpu0, pg0 = process_cpu(bench.pids[:1]), process_cpu(backends)
+            with _profiled(bench, profile if n == rounds else None, "ingestion"):
                 t0 = time.perf_counter()
-                await _post_all(bench, bodies)
+                await _post_all(senders, bodies)
                 api_s = time.perf_counter() - t0
-            cpu1 = process_cpu(bench.pids[:1])
+            cpu1, pg1 = process_cpu(bench.pids[:1]), process_cpu(backends)
             records = [
                 tuple(r)
                 for r in await conn.fetch(
@@ -769,15 +812,21 @@ async def ingestion(
             ]
             if len(records) != per_round * batch:
                 raise BenchError(f"ingestion stored {len(records)} of {per_round * batch} events")
-            await conn.execute("TRUNCATE noetl.copy_baseline")
-            t0 = time.perf_counter()
-            await conn.copy_records_to_table(
-                "copy_baseline", records=records, columns=COPY_COLUMNS, schema_name="noetl"
-            )
-            copy_s = time.perf_counter() - t0
-            if n >= 0:
-                results.append(Round(len(records), api_s, copy_s, cpu1 - cpu0))
+            copies: list[tuple[float, float]] = []
+            for _ in range(COPY_REPEATS):
+                await conn.execute("TRUNCATE noetl.copy_baseline")
+                copy0 = process_cpu(mine)
+                t0 = time.perf_counter()
+                await conn.copy_records_to_table(
+                    "copy_baseline", records=records, columns=COPY_COLUMNS, schema_name="noetl"
+                )
+                copies.append((time.perf_counter() - t0, process_cpu(mine) - copy0))
+            copy_s, copy_cpu = sorted(copies)[len(copies) // 2]
+            if 0 <= n < rounds:
+                results.append(Round(len(records), api_s, copy_s, cpu1 - cpu0, pg1 - pg0, copy_cpu))
     finally:
+        for http in senders:
+            await http.aclose()
         await conn.close()
     return Ingestion(batch, clients, results)
 
@@ -859,8 +908,8 @@ def render_markdown(meta: list[str], run: Throughput, ingest: Ingestion, notes: 
         "",
         f"{len(ingest.rounds)} rounds after an untimed one, each posting"
         f" {ingest.rounds[0].events} events through the API and then copying the same stored"
-        " rows; the rates are the medians over rounds, the ratio the median of the per-round"
-        " ratios.",
+        f" rows {COPY_REPEATS} times (the round takes the median COPY); the rates are the"
+        " medians over rounds, the ratio the median of the per-round ratios.",
         "",
         "| Path | Events per round | Events/s (median) |",
         "|---|---:|---:|",
@@ -870,7 +919,11 @@ def render_markdown(meta: list[str], run: Throughput, ingest: Ingestion, notes: 
         f" | {ingest.copy_rate:,.0f} |",
         f"| Ratio API ÷ COPY (per round: "
         f"{', '.join(f'{r.ratio:.0%}' for r in ingest.rounds)}) | | {ingest.ratio:.0%} |",
+        f"| Ratio, first and third quartile of the rounds | | {ingest.ratio_quartiles[0]:.0%}"
+        f" to {ingest.ratio_quartiles[1]:.0%} |",
         f"| Server CPU per ingested event | | {ingest.server_us_per_event:.0f} µs |",
+        f"| PostgreSQL CPU per event: API path / COPY (backends of the benchmark's database)"
+        f" | | {ingest.api_pg_us_per_event:.0f} µs / {ingest.copy_pg_us_per_event:.0f} µs |",
         "",
         "### Notes",
         "",
@@ -919,7 +972,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="executions started together for the scheduling figure below saturation (0: skip)",
     )
     parser.add_argument("--some-rounds", type=int, default=5, help="rounds of --some-at-once")
-    parser.add_argument("--ingest-events", type=int, default=50_000)
+    parser.add_argument("--ingest-events", type=int, default=100_000)
     parser.add_argument(
         "--ingest-batch",
         type=int,
@@ -934,7 +987,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also measure ingestion with batches of this size (0: do not)",
     )
     parser.add_argument("--ingest-executions", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5, help="ingestion rounds (API, then COPY)")
+    parser.add_argument("--rounds", type=int, default=10, help="ingestion rounds (API, then COPY)")
     parser.add_argument(
         "--database-url", default=os.environ.get("NOETL_BENCH_ADMIN_DSN", ADMIN_DSN)
     )
@@ -942,7 +995,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-results", action="store_true", help="print only")
     parser.add_argument(
-        "--profile", type=Path, help="record py-spy profiles of the throughput run here"
+        "--profile",
+        type=Path,
+        help="record py-spy profiles of the throughput run and of an extra ingestion round here",
     )
     args = parser.parse_args(argv)
     if min(args.executions, args.workers, args.concurrency, args.ingest_batch) < 1:

@@ -8,19 +8,28 @@ Appending follows the SQLite adapter's rules (the lifecycle projection, payload 
 and ``NotFound`` messages are the shared ones of ``engine.adapters.memory.stores``) with
 what a server shared by many writers needs:
 
-- One statement stores a batch: it skips the events already stored, numbers the others
-  after the execution's highest ``seq`` and inserts them. A batch without lifecycle
-  events is sent alone, one round trip in its own transaction: the unique indexes on
-  ``(execution_id, seq)`` and ``(execution_id, event_id)`` refuse it, storing nothing, if
-  another writer numbered events of the same execution since the statement began, and
-  then the batch takes the careful way below. So ``seq`` stays gap-free and unique.
+- A batch without lifecycle events is sent as one statement, one round trip in its own
+  transaction: it takes the batch's locks (below), reads each execution's highest
+  ``seq`` once and inserts the events numbered after it. It probes nothing else: the
+  unique indexes on ``(execution_id, event_id)`` and ``(execution_id, seq)`` refuse it,
+  storing nothing, when an event of the batch is stored already or another writer
+  numbered events of the same execution since the statement began; the batch then takes
+  the careful way below. So ``seq`` stays gap-free and unique.
+- A larger batch (``COPY_FROM`` events and more, what workers report in bulk) streams in
+  with binary ``COPY`` instead, in one transaction that holds the locks from ``BEGIN``,
+  reads the highest ``seq`` values and copies the numbered events: four round trips, and
+  PostgreSQL inserts the rows in bulk. An event stored before makes the unique index
+  refuse the copy, and the batch takes the careful way.
 - The careful way, and every batch with a lifecycle event: one transaction, ``BEGIN``
   together with a transaction-level advisory lock per execution of the batch (taken in
-  a fixed order, so two writers never deadlock), the statement, then each new lifecycle
-  event updates the ``execution`` row, ``COMMIT``. Holding the lock, no other writer can
-  number events of those executions, and the statement runs under read committed, so it
-  sees every event committed before. The statement takes the same locks before it
-  inserts, also when sent alone, so it never slips into such a transaction.
+  a fixed order, so two writers never deadlock), a statement that skips the events
+  already stored and numbers the others, then each new lifecycle event updates the
+  ``execution`` row, ``COMMIT``. Holding the lock, no other writer can number events of
+  those executions, and the statement runs under read committed, so it sees every event
+  committed before. The one-statement way takes the same locks before it inserts, so it
+  never slips into such a transaction.
+- A statement gets the events as one array of the event table's row type (binary, one
+  element per event): cheaper to encode and to decode than one array per column.
 - Registering a catalog version likewise holds a lock on its path, so two servers
   registering one path at once get versions n and n + 1, or the same version when the
   content is the same.
@@ -29,10 +38,11 @@ what a server shared by many writers needs:
   out of order can make a reader that pages by position pass over an event committed
   late; such a reader should re-read recent positions.
 
-Payloads go to the server as JSON text cast to ``jsonb`` and come back as text; ``jsonb``
-keeps values, not their spelling (keys are reordered, and a float that JSON writes with
-an exponent, ``1e+16`` and up, comes back as the integer it spells). Event timestamps are
-kept exactly as given, and also as ``timestamptz`` when they parse as ISO 8601.
+Payloads go to the server as JSON text (``jsonb``; a ``JsonObject`` as the text it
+carries) and come back as text; ``jsonb`` keeps values, not their spelling (keys are
+reordered, and a float that JSON writes with an exponent, ``1e+16`` and up, comes back
+as the integer it spells). Event timestamps are kept exactly as given, and also as
+``timestamptz`` when they parse as ISO 8601.
 
 Connections go back to the pool without the usual session reset: the stores keep no
 session state (``SET LOCAL`` and transaction-level locks only); an open transaction is
@@ -67,7 +77,7 @@ from engine.adapters.memory.stores import (
     utc_now,
 )
 from engine.adapters.postgres.migrations import advisory_key, apply_migrations, quote_schema
-from engine.core.events import Event
+from engine.core.events import Event, JsonObject
 from engine.errors import StoreError
 from engine.ports import CatalogEntry, ExecutionSummary
 
@@ -76,65 +86,117 @@ DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open one connection
 DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds for one statement, including waiting for a lock
 _ACQUIRE_TIMEOUT = 30.0  # seconds to wait for a free pooled connection
 _CLOSE_TIMEOUT = 10.0  # seconds for in-flight work before the pool is terminated
-# What an append sent alone fails with when another writer of the same execution
-# committed events after the statement's snapshot was taken.
+# What an append sent alone fails with when an event of it was stored before, or another
+# writer of the same execution committed events after the statement's snapshot was taken.
 _RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
+
+
+class _StoredBefore(Exception):
+    """A COPY met an event stored before (and stored nothing)."""
+
 
 _EVENT_COLUMNS = (
     "id, execution_id, seq, event_id, event_type, timestamp_text, entity_type, entity_id,"
     " parent_id, step_run_id, iteration, attempt, status, duration_ms, payload::text AS payload"
 )
-# $1..$14 are parallel arrays, one element per event, first occurrence of each
-# (execution_id, event_id) of the batch only; $15 the advisory lock keys of the batch's
-# executions in ascending order, taken before anything is inserted (an uncorrelated
-# subquery of the INSERT is evaluated before its first row), so a statement sent alone
-# never inserts while a locked transaction of the same execution is open. One row comes
-# back per element, in order: ``stored_id`` (the global id) of an event stored before,
-# else the ``seq`` given now.
-# The log is only probed through scalar subqueries on unique keys, never joined: joined,
-# a cached generic plan may hash the whole log, and appends slow down as it grows.
-_APPEND = """
+COPY_FROM = 64  # new events from which a batch streams in with COPY
+# The columns of the rows ``_rows`` makes (``id`` comes from its sequence).
+_COPY_COLUMNS = (
+    "execution_id",
+    "seq",
+    "event_id",
+    "event_type",
+    "timestamp",
+    "timestamp_text",
+    "entity_type",
+    "entity_id",
+    "parent_id",
+    "step_run_id",
+    "iteration",
+    "attempt",
+    "status",
+    "duration_ms",
+    "payload",
+)
+_INSERT_COLUMNS = ", ".join(f'"{c}"' for c in _COPY_COLUMNS)
+# The highest ``seq`` of each execution of $1, in order (0 for one without events).
+_HEADS = (
+    "SELECT array_agg(COALESCE((SELECT max(e.seq) FROM {s}.event AS e"
+    " WHERE e.execution_id = x.id), 0) ORDER BY x.n)"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS x (id, n)"
+)
+# The two statements below get $1 the batch (first occurrence of each (execution_id,
+# event_id) only) as an array of the event table's row type, one element per event
+# (``id`` NULL, ``seq`` the event's rank among the batch's events of its execution: 1,
+# 2, ...); $2 the advisory lock keys of its executions in ascending order; $3 (the first
+# only) its executions in order of first appearance. The locks are taken before anything
+# is read or inserted (an uncorrelated subquery is evaluated before the first row of its
+# query), so a statement sent alone never inserts while a locked transaction of the same
+# execution is open. The log is only probed through scalar subqueries on unique keys,
+# never joined: joined, a cached generic plan may hash the whole log, and appends slow
+# down as it grows.
+#
+# ``_APPEND_NEW``: every event is new (else a unique index refuses the statement). Each
+# execution's highest ``seq`` is read once; an event's ``seq`` is that plus its rank.
+# Returns those highest ``seq`` values, in the order of $3.
+_APPEND_NEW = f"""
 WITH locked AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock(k) FROM unnest($15::bigint[]) AS k
+    SELECT pg_advisory_xact_lock(k) FROM unnest($2::bigint[]) AS k
+),
+heads AS MATERIALIZED (
+    SELECT array_agg(
+        COALESCE((SELECT max(e.seq) FROM {{s}}.event AS e WHERE e.execution_id = x.id), 0)
+        ORDER BY x.n
+    ) AS head
+    FROM unnest($3::text[]) WITH ORDINALITY AS x (id, n)
+    WHERE (SELECT count(*) FROM locked) >= 0
+),
+inserted AS (
+    INSERT INTO {{s}}.event ({_INSERT_COLUMNS})
+    SELECT b.execution_id, (SELECT head FROM heads)[array_position($3::text[], b.execution_id)]
+            + b.seq,
+        b.event_id, b.event_type, b."timestamp", b.timestamp_text, b.entity_type, b.entity_id,
+        b.parent_id, b.step_run_id, b.iteration, b.attempt, b.status, b.duration_ms, b.payload
+    FROM unnest($1::{{s}}.event[]) AS b
+)
+SELECT head FROM heads
+"""
+# ``_APPEND``: the careful way, for batches that may hold events stored before. One row
+# comes back per element of $1, in order: ``stored_id`` (the global id) of an event
+# stored before, else the ``seq`` given now.
+_APPEND = f"""
+WITH locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(k) FROM unnest($2::bigint[]) AS k
 ),
 batch AS MATERIALIZED (
     SELECT b.*,
-        (SELECT e.id FROM {s}.event AS e
+        (SELECT e.id FROM {{s}}.event AS e
          WHERE e.execution_id = b.execution_id AND e.event_id = b.event_id) AS stored_id
-    FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::text[],
-        $13::bigint[], $14::text[]
-    ) WITH ORDINALITY AS b (
-        execution_id, event_id, event_type, ts, ts_text, entity_type, entity_id, parent_id,
-        step_run_id, iteration, attempt, status, duration_ms, payload, pos
-    )
+    FROM unnest($1::{{s}}.event[]) WITH ORDINALITY AS b
 ),
 numbered AS (
     SELECT batch.*,
         CASE WHEN stored_id IS NULL THEN
             count(*) FILTER (WHERE stored_id IS NULL)
-                OVER (PARTITION BY execution_id ORDER BY pos)
+                OVER (PARTITION BY execution_id ORDER BY ordinality)
             + COALESCE(
-                (SELECT max(e.seq) FROM {s}.event AS e
+                (SELECT max(e.seq) FROM {{s}}.event AS e
                  WHERE e.execution_id = batch.execution_id),
                 0
             )
-        END AS seq
+        END AS new_seq
     FROM batch
 ),
 inserted AS (
-    INSERT INTO {s}.event (
-        execution_id, seq, event_id, event_type, "timestamp", timestamp_text, entity_type,
-        entity_id, parent_id, step_run_id, iteration, attempt, status, duration_ms, payload
-    )
-    SELECT execution_id, seq, event_id, event_type, ts, ts_text, entity_type, entity_id,
-        parent_id, step_run_id, iteration, attempt, status, duration_ms, payload::jsonb
+    INSERT INTO {{s}}.event ({_INSERT_COLUMNS})
+    SELECT execution_id, new_seq, event_id, event_type, "timestamp", timestamp_text,
+        entity_type, entity_id, parent_id, step_run_id, iteration, attempt, status,
+        duration_ms, payload
     FROM numbered
     WHERE stored_id IS NULL AND (SELECT count(*) FROM locked) >= 0
-    ORDER BY pos
+    ORDER BY ordinality
 )
-SELECT stored_id, seq FROM numbered ORDER BY pos
+SELECT stored_id, new_seq AS seq FROM numbered ORDER BY ordinality
 """
 _READ_STORED = f"SELECT {_EVENT_COLUMNS} FROM {{s}}.event WHERE id = ANY($1::bigint[])"
 _READ = (
@@ -333,8 +395,8 @@ class PostgresDatabase:
                 f"PostgreSQL store (schema {self.schema!r}): {action} failed: {_describe(e)}; "
                 f"{self._hint(e.sqlstate or '')}"
             ) from e
-        except (asyncpg.InterfaceError, OSError, TimeoutError) as e:
-            if isinstance(e, ValueError):  # asyncpg could not encode an argument
+        except (asyncpg.InterfaceError, OSError, TimeoutError, OverflowError) as e:
+            if isinstance(e, ValueError | OverflowError):  # asyncpg could not encode a value
                 hint = "a value does not fit its column; integers must fit in 64 bits"
             elif isinstance(e, TimeoutError):
                 hint = (
@@ -373,6 +435,8 @@ class PostgresEventStore:
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
         self._append_sql = db.sql(_APPEND)
+        self._append_new_sql = db.sql(_APPEND_NEW)
+        self._heads_sql = db.sql(_HEADS)
         self._read_stored_sql = db.sql(_READ_STORED)
         self._read_sql = db.sql(_READ)
         self._read_all_sql = db.sql(_READ_ALL)
@@ -391,39 +455,90 @@ class PostgresEventStore:
         """
         if not events:
             return []
-        payloads = [encode_payload(event) for event in events]
         # The first occurrence of each (execution_id, event_id) is sent; a repeat in the
         # batch gets whatever the first resolves to.
-        unique: dict[tuple[str, str], tuple[Event, str]] = {}
-        for event, payload in zip(events, payloads, strict=True):
-            unique.setdefault((event.execution_id, event.event_id), (event, payload))
-        executions = {execution_id for execution_id, _ in unique}
+        unique: dict[tuple[str, str], Event] = {}
+        for event in events:
+            unique.setdefault((event.execution_id, event.event_id), event)
+        batch = list(unique.values())
+        executions = list(dict.fromkeys(event.execution_id for event in batch))
         lock_keys = sorted(advisory_key(self._db.schema, "event", e) for e in executions)
-        columns = [*_columns(list(unique.values())), lock_keys]
-        resolved: dict[tuple[str, str], Event] = {}
-        if not any(event.event_type in LIFECYCLE_EVENT_TYPES for event, _ in unique.values()):
-            async with self._db.connection("append") as conn:
-                try:
-                    rows = await conn.fetch(self._append_sql, *columns)
-                except _RACES:
-                    pass  # another writer numbered events of these executions just now
-                else:
-                    await self._resolve(conn, unique, rows, resolved)
-                    return [resolved[(event.execution_id, event.event_id)] for event in events]
+        rows = _rows(batch)
+        if not any(event.event_type in LIFECYCLE_EVENT_TYPES for event in batch):
+            if len(batch) >= COPY_FROM:
+                stored = await self._copy_new(batch, rows, executions, lock_keys)
+            else:
+                stored = await self._insert_new(batch, rows, executions, lock_keys)
+            if stored is not None:
+                if len(stored) == len(events):
+                    return stored
+                found = {(e.execution_id, e.event_id): e for e in stored}
+                return [found[(event.execution_id, event.event_id)] for event in events]
         # Holding the locks from ``BEGIN`` on, the statement sees every event of these
         # executions: no other writer inserts one (it takes the locks first), so this
         # cannot lose a race.
+        records = [(None, *row) for row in rows]
+        resolved: dict[tuple[str, str], Event] = {}
         async with self._db.transaction("append", lock_keys) as conn:
-            rows = await conn.fetch(self._append_sql, *columns)
-            for new in await self._resolve(conn, unique, rows, resolved):
+            fetched = await conn.fetch(self._append_sql, records, lock_keys)
+            for new in await self._resolve(conn, batch, fetched, resolved):
                 if new.event_type in LIFECYCLE_EVENT_TYPES:
                     await self._project(conn, new)
         return [resolved[(event.execution_id, event.event_id)] for event in events]
 
+    async def _insert_new(
+        self,
+        batch: list[Event],
+        rows: list[tuple[Any, ...]],
+        executions: list[str],
+        lock_keys: list[int],
+    ) -> list[Event] | None:
+        """Store ``batch`` with ``_APPEND_NEW``; None (storing nothing) when an event was
+        stored before or another writer numbered events of these executions meanwhile."""
+        async with self._db.connection("append") as conn:
+            try:
+                heads = await conn.fetchval(
+                    self._append_new_sql, [(None, *row) for row in rows], lock_keys, executions
+                )
+            except _RACES:
+                return None
+        head = dict(zip(executions, heads, strict=True))
+        return [
+            event.with_seq(head[event.execution_id] + row[1])
+            for event, row in zip(batch, rows, strict=True)
+        ]
+
+    async def _copy_new(
+        self,
+        batch: list[Event],
+        rows: list[tuple[Any, ...]],
+        executions: list[str],
+        lock_keys: list[int],
+    ) -> list[Event] | None:
+        """Store ``batch`` with ``COPY`` holding the locks; None (storing nothing) when an
+        event was stored before."""
+        try:
+            async with self._db.transaction("append", lock_keys) as conn:
+                heads = await conn.fetchval(self._heads_sql, executions)
+                head = dict(zip(executions, heads, strict=True))
+                numbered = [(row[0], head[row[0]] + row[1], *row[2:]) for row in rows]
+                try:
+                    await conn.copy_records_to_table(
+                        "event",
+                        records=numbered,
+                        columns=_COPY_COLUMNS,
+                        schema_name=self._db.schema,
+                    )
+                except asyncpg.UniqueViolationError:
+                    raise _StoredBefore from None
+        except _StoredBefore:
+            return None
+        return [event.with_seq(row[1]) for event, row in zip(batch, numbered, strict=True)]
+
     async def _resolve(
         self,
         conn: Any,
-        unique: dict[tuple[str, str], tuple[Event, str]],
+        batch: Sequence[Event],
         rows: Sequence[Any],
         resolved: dict[tuple[str, str], Event],
     ) -> list[Event]:
@@ -431,11 +546,11 @@ class PostgresEventStore:
         before); return the events stored now, in order."""
         fresh: list[Event] = []
         stored_ids: list[int] = []
-        for (key, (event, _)), row in zip(unique.items(), rows, strict=True):
+        for event, row in zip(batch, rows, strict=True):
             if row["stored_id"] is not None:
                 stored_ids.append(row["stored_id"])
                 continue
-            resolved[key] = new = event.with_seq(row["seq"])
+            resolved[(event.execution_id, event.event_id)] = new = event.with_seq(row["seq"])
             fresh.append(new)
         if stored_ids:
             for row in await conn.fetch(self._read_stored_sql, stored_ids):
@@ -591,24 +706,44 @@ class PostgresCatalogStore:
         return [_row_to_entry(row) for row in rows]
 
 
-def _columns(unique: Sequence[tuple[Event, str]]) -> list[list[Any]]:
-    """The parallel arrays ``$1..$14`` of ``_APPEND``."""
-    return [
-        [event.execution_id for event, _ in unique],
-        [event.event_id for event, _ in unique],
-        [event.event_type for event, _ in unique],
-        [_parse_timestamp(event.timestamp) for event, _ in unique],
-        [event.timestamp for event, _ in unique],
-        [event.entity_type for event, _ in unique],
-        [event.entity_id for event, _ in unique],
-        [event.parent_id for event, _ in unique],
-        [event.step_run_id for event, _ in unique],
-        [event.iteration for event, _ in unique],
-        [event.attempt for event, _ in unique],
-        [event.status for event, _ in unique],
-        [event.duration_ms for event, _ in unique],
-        [payload for _, payload in unique],
-    ]
+def _rows(batch: Sequence[Event]) -> list[tuple[Any, ...]]:
+    """The events as rows of ``_COPY_COLUMNS``, ``seq`` holding the event's rank among the
+    batch's events of its execution (1, 2, ...)."""
+    ranks: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
+    for event in batch:
+        execution_id = event.execution_id
+        ranks[execution_id] = rank = ranks.get(execution_id, 0) + 1
+        rows.append(
+            (
+                execution_id,
+                rank,
+                event.event_id,
+                event.event_type,
+                _parse_timestamp(event.timestamp),
+                event.timestamp,
+                event.entity_type,
+                event.entity_id,
+                event.parent_id,
+                event.step_run_id,
+                event.iteration,
+                event.attempt,
+                event.status,
+                event.duration_ms,
+                _payload_text(event),
+            )
+        )
+    return rows
+
+
+def _payload_text(event: Event) -> str:
+    """The payload as JSON text (the text a ``JsonObject`` carries, when it still does)."""
+    payload = event.payload
+    if type(payload) is JsonObject and payload.json is not None:
+        return payload.json
+    if type(payload) is dict and not payload:
+        return "{}"
+    return encode_payload(event)
 
 
 def _parse_timestamp(text: str) -> datetime | None:
