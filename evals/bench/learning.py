@@ -9,12 +9,14 @@
   its own; the searches below run there afterwards), the model is loaded and warmed up
   and the store's first write made, then each round runs the production
   :class:`~learning.indexer.Indexer` over the whole log into a fresh local Qdrant folder,
-  and then ``model.encode`` of exactly the texts the indexer embedded (every stored
+  and ``model.encode`` of exactly the texts the indexer embedded (every stored
   document's text, and each failure's message), read back from that index, in one call
   with the embedder's batch size, normalised, in a thread of the same CPU priority as
-  the indexer's. Throughput is texts per second; the ratio is indexer ÷ raw encode
-  (median of the rounds; also given in CPU time of the process, which other processes on
-  a shared machine do not inflate). The goal is at least 85 %.
+  the indexer's. Rounds after the first alternate which of the two goes first, so that
+  a change in the machine's load favours neither. Throughput is texts per second; the
+  ratio is indexer ÷ raw encode (median of the rounds' ratios; also given in CPU time of
+  the process, which other processes on a shared machine inflate less). The goal is at
+  least 85 %.
 * **Indexer memory**: the peak resident set (``VmHWM``) of that process during the first
   indexing pass (the high-water mark is reset after the model is loaded, where Linux
   allows it), next to its resident set with the model loaded.
@@ -24,9 +26,10 @@
   ``VectorStore.upsert`` in batches: their payloads are the indexed failures' payloads
   with fresh ids, and their vectors the indexed failures' vectors plus Gaussian noise,
   re-normalised (so they cluster like real documents). The index is closed and opened
-  again before timing, as a new process would. The query texts are the retrieval eval's
-  descriptions and the failure messages, in turn. Reported: p50/p95 of the whole call,
-  and p50 of its parts (the query embedding alone, the store query alone).
+  again before timing, as a new process would. The query texts are distinct (none is
+  timed twice): the retrieval eval's descriptions, the failure messages, and the messages
+  as reported from their steps. Reported: p50/p95 of the whole call, and p50 of its
+  parts (the query embedding alone, the store query alone), with the load average.
 
 The "Learning" section of ``evals/RESULTS.md`` (between ``<!-- learning:start -->`` and
 ``<!-- learning:end -->``) is replaced; the rest of the file is kept. A missed goal is
@@ -68,6 +71,7 @@ NOISE = 0.02  # per-coordinate noise added to real vectors for the synthetic poi
 UPSERT_BATCH = 1000
 CONCURRENCY = 16  # executions in flight while the event log is made
 K = 10
+WARM_UP = ("warm up the search", "a query that is not timed", "and one more")
 
 ETL = """\
 apiVersion: noetl.io/v2
@@ -258,6 +262,7 @@ async def _index_rounds(db_path: Path, work: Path, rounds: int) -> dict[str, Any
     embedder = shared_embedder()
     model = embedder._load()
     embedder.embed(["warm up the model", "and its tokenizer"])
+    model.encode(["warm up encode", "as well"], show_progress_bar=False)
     import torch
 
     warm = VectorStore.open(IndexLocation.local(work / "warm-up"))  # imports, first writes
@@ -274,34 +279,53 @@ async def _index_rounds(db_path: Path, work: Path, rounds: int) -> dict[str, Any
     peak_kb = 0
     documents = 0
     texts: list[str] = []
-    try:
-        for round_ in range(rounds):
-            store = VectorStore.open(IndexLocation.local(work / f"qdrant-{round_}"))
-            indexer = Indexer(db.events, db.catalog, store, embedder=embedder)
-            started, cpu = time.perf_counter(), time.process_time()
-            report = await indexer.run_once()
-            indexer_s.append(time.perf_counter() - started)
-            indexer_cpu_s.append(time.process_time() - cpu)
-            if round_ == 0:
-                peak_kb = _memory().get("VmHWM", 0)
+    loads: list[float] = []
+
+    async def index(round_: int) -> None:
+        nonlocal documents, texts, peak_kb
+        store = VectorStore.open(IndexLocation.local(work / f"qdrant-{round_}"))
+        indexer = Indexer(db.events, db.catalog, store, embedder=embedder)
+        started, cpu = time.perf_counter(), time.process_time()
+        report = await indexer.run_once()
+        indexer_s.append(time.perf_counter() - started)
+        indexer_cpu_s.append(time.process_time() - cpu)
+        if round_ == 0:
+            peak_kb = _memory().get("VmHWM", 0)
             documents = report.documents
-            texts = _stored_texts(store)
-            close_all()  # each round starts with no index in memory
-            gc.collect()
+            texts = _stored_texts(store)  # what every round embeds
+        close_all()  # each round starts with no index in memory
+        gc.collect()
 
-            def encode(batch: list[str] = texts) -> None:
-                model.encode(
-                    batch,
-                    batch_size=embedder.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+    def encode() -> None:
+        model.encode(
+            texts,
+            batch_size=embedder.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
-            started, cpu = time.perf_counter(), time.process_time()
-            await offload(encode, name="raw-encode", niceness=NICENESS)
-            raw_s.append(time.perf_counter() - started)
-            raw_cpu_s.append(time.process_time() - cpu)
+    async def raw() -> None:
+        started, cpu = time.perf_counter(), time.process_time()
+        await offload(encode, name="raw-encode", niceness=NICENESS)
+        raw_s.append(time.perf_counter() - started)
+        raw_cpu_s.append(time.process_time() - cpu)
+        gc.collect()
+
+    try:
+        await index(0)  # the first round indexes first: raw encode needs its texts
+        await raw()
+        loads.append(os.getloadavg()[0])
+        for round_ in range(1, rounds):
+            # Alternate which goes first, so a change of load during a round favours
+            # neither side over the rounds.
+            if round_ % 2:
+                await raw()
+                await index(round_)
+            else:
+                await index(round_)
+                await raw()
+            loads.append(os.getloadavg()[0])
         close_all()
     finally:
         db.close()
@@ -312,6 +336,7 @@ async def _index_rounds(db_path: Path, work: Path, rounds: int) -> dict[str, Any
         "raw_s": raw_s,
         "indexer_cpu_s": indexer_cpu_s,
         "raw_cpu_s": raw_cpu_s,
+        "loads": loads,
         "batch_size": embedder.batch_size,
         "torch_threads": torch.get_num_threads(),
         "rss_model_mb": round(loaded.get("VmRSS", 0) / 1024, 1),
@@ -332,6 +357,7 @@ class Indexing:
     raw_s: list[float]
     indexer_cpu_s: list[float]
     raw_cpu_s: list[float]
+    loads: list[float]  # the 1-minute load average after each round
     batch_size: int
     torch_threads: int
     rss_model_mb: float
@@ -434,6 +460,8 @@ class Latency:
     store_p95_ms: float
     build_s: float
     open_s: float
+    rss_mb: float  # resident set of the process with this index open
+    load: float  # the 1-minute load average after the timed searches
 
     @property
     def passed(self) -> bool | None:
@@ -504,10 +532,11 @@ def measure_latency(
     store = VectorStore.open(location)
     store.count("failures")
     open_s = time.monotonic() - started
+    resident = _memory().get("VmRSS", 0)
     embedder = shared_embedder()
     searcher = Searcher(store, embedder)
-    texts = [queries[i % len(queries)] for i in range(samples)]
-    for text in texts[:5]:  # warm-up
+    texts = queries[:samples]  # each timed once: no query repeats
+    for text in WARM_UP:
         searcher.search_history(text, "failures", k=K)
     total: list[float] = []
     cpu: list[float] = []
@@ -538,16 +567,22 @@ def measure_latency(
         store_p95_ms=round(percentile(query, 95), 2),
         build_s=round(build_s, 1),
         open_s=round(open_s, 2),
+        rss_mb=round(resident / 1024, 1),
+        load=round(os.getloadavg()[0], 2),
     )
 
 
 def query_texts(templates: list[Any]) -> list[str]:
-    """The retrieval eval's descriptions of failures, then the indexed messages."""
+    """Distinct query texts: the retrieval eval's descriptions of failures, the indexed
+    messages, then each message as reported from its step."""
     from evals.retrieval.corpus import FAMILIES
 
     described = [query for family in FAMILIES for query in family.queries]
     messages = sorted({str(payload.get("message")) for _, payload in templates})
-    return described + messages
+    reported = sorted(
+        {f"step {payload.get('step')} failed: {payload.get('message')}" for _, payload in templates}
+    )
+    return list(dict.fromkeys([*described, *messages, *reported]))
 
 
 # ---------------------------------------------------------------------------- report
@@ -619,15 +654,18 @@ def markdown(report: Report) -> str:
         f"{index.documents:,} documents, {index.texts:,} texts embedded "
         "(each document's text, and each failure's message).",
         "",
-        "| Round | Indexer (`run_once`, fresh index) | raw `model.encode` | raw ÷ indexer | "
-        "Indexer CPU | raw CPU | raw ÷ indexer, CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| Round | First | Indexer (`run_once`, fresh index) | raw `model.encode` | "
+        "raw ÷ indexer | Indexer CPU | raw CPU | raw ÷ indexer, CPU | load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rounds = zip(index.indexer_s, index.raw_s, index.indexer_cpu_s, index.raw_cpu_s, strict=True)
-    for n, (indexer_s, raw_s, indexer_cpu, raw_cpu) in enumerate(rounds, 1):
+    rounds = zip(
+        index.indexer_s, index.raw_s, index.indexer_cpu_s, index.raw_cpu_s, index.loads, strict=True
+    )
+    for n, (indexer_s, raw_s, indexer_cpu, raw_cpu, load) in enumerate(rounds, 1):
+        first = "raw" if n % 2 == 0 else "indexer"
         lines.append(
-            f"| {n} | {indexer_s:.2f} s | {raw_s:.2f} s | {raw_s / indexer_s:.0%} | "
-            f"{indexer_cpu:.2f} s | {raw_cpu:.2f} s | {raw_cpu / indexer_cpu:.0%} |"
+            f"| {n} | {first} | {indexer_s:.2f} s | {raw_s:.2f} s | {raw_s / indexer_s:.0%} | "
+            f"{indexer_cpu:.2f} s | {raw_cpu:.2f} s | {raw_cpu / indexer_cpu:.0%} | {load:.2f} |"
         )
     lines += [
         "",
@@ -646,23 +684,26 @@ def markdown(report: Report) -> str:
         "plus Gaussian noise, re-normalised; the index reopened before timing.",
         "",
         "| Documents | Queries | p50 | p95 | CPU p50 | embed p50 | store p50 | store p95 | "
-        "build | open |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "build | open | RSS | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for item in report.latency:
         lines.append(
             f"| {item.size:,} | {item.queries} | {item.p50_ms:.1f} ms | {item.p95_ms:.1f} ms | "
             f"{item.cpu_p50_ms:.1f} ms | {item.embed_p50_ms:.1f} ms | "
             f"{item.store_p50_ms:.1f} ms | {item.store_p95_ms:.1f} ms | {item.build_s:.0f} s | "
-            f"{item.open_s:.1f} s |"
+            f"{item.open_s:.1f} s | {item.rss_mb:.0f} MB | {item.load:.2f} |"
         )
     lines += [
         "",
         "p50/p95: wall time of the whole call; CPU p50: CPU time of all the process's "
-        "threads during it (the store's matrix product runs on several, so it can exceed "
-        "the wall time); embed: the query embedding "
+        "threads during it (on a busy machine the wall time exceeds it by the time the "
+        "call waited for a core); embed: the query embedding "
         f"alone; store: `VectorStore.query` alone (top {K * 2}); build: writing the points; "
-        "open: opening the folder again (local mode loads every point into memory).",
+        "open: opening the folder again (local mode loads every point into memory); RSS: "
+        "the process's resident set with that index open (the model included); load: the "
+        "1-minute load average after the searches. Every query text is distinct, none is "
+        "timed twice.",
         "",
         MARK_END,
     ]
@@ -695,7 +736,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m evals.bench.learning", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--executions", type=int, help="executions in the log (default 120)")
-    parser.add_argument("--rounds", type=int, help="indexing rounds (default 3)")
+    parser.add_argument("--rounds", type=int, help="indexing rounds (default 5)")
     parser.add_argument(
         "--sizes", help="comma-separated index sizes for the latency (default 10000,100000)"
     )
@@ -710,7 +751,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.executions = args.executions or (20 if quick else 120)
-    args.rounds = args.rounds or (1 if quick else 3)
+    args.rounds = args.rounds or (1 if quick else 5)
     args.queries = args.queries or (20 if quick else 100)
     sizes = args.sizes or ("1000,5000" if quick else "10000,100000")
     try:

@@ -4,12 +4,14 @@ embedded engine."""
 from __future__ import annotations
 
 import inspect
+from typing import cast
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from engine.adapters.sqlite.stores import SqliteDatabase
+from engine.core.events import Event
 from engine.errors import Conflict, NotFound, PlaybookInvalid
 from engine.runtime.embedded import Engine
 from noetl_agent.api import create_app
@@ -31,7 +33,7 @@ async def test_run_a_playbook_and_follow_it(stack):
         entry = await api.register(HELLO)
         assert (entry.path, entry.version, entry.name) == ("api/hello", 1, "hello")
         started = await api.execute(entry.path, workload={"n": 4})
-        seen = []
+        seen: list[Event] = []
         outcome = await api.wait(started.execution_id, on_event=seen.append)
 
         assert outcome.to_dict() == {
@@ -119,8 +121,11 @@ def test_the_sync_client(tmp_path):
     engine = Engine(db.events, db.catalog, lock_dir=tmp_path / "locks")
     tokens = MemoryTokenStore()
     with TestClient(create_app(engine, tokens)) as http:
-        token = http.portal.call(tokens.create, "ann", "human", ["admin"])
-        with Client(token=token, http=http) as api:
+        portal = http.portal
+        assert portal is not None  # set while the test client is open
+        token = portal.call(tokens.create, "ann", "human", ["admin"])
+        # TestClient subclasses httpx2.Client, which has the httpx.Client interface Client uses.
+        with Client(token=token, http=cast(httpx.Client, http)) as api:
             path = api.register(GATE).path
             started = api.execute(path)
             assert api.wait(started.execution_id).status == "paused"
@@ -131,7 +136,7 @@ def test_the_sync_client(tmp_path):
             assert api.events(started.execution_id)[-1].event_type == "playbook.processed"
             with pytest.raises(NotFound):
                 api.cancel("nope")
-        http.portal.call(engine.aclose)
+        portal.call(engine.aclose)
     db.close()
 
 

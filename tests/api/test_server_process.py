@@ -71,7 +71,12 @@ def test_run_through_a_server_process(tmp_path):
 
         waiting = json.loads(paused.strip().splitlines()[-1])
         assert waiting["status"] == "paused"
-        approve = [NOETL_AGENT, "approvals", "approve", f"{waiting['execution_id']}/review#1"]
+        approve: list[str | Path] = [
+            NOETL_AGENT,
+            "approvals",
+            "approve",
+            f"{waiting['execution_id']}/review#1",
+        ]
         as_agent, as_person = (
             subprocess.run(
                 [*approve, "--comment", "ok", "--json"],

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 import pytest
@@ -19,7 +20,13 @@ from noetl_agent.api import create_app
 from noetl_agent.generation.gate import install_draft_gate
 from noetl_agent.tokens import SqliteTokenStore
 
-ITEMS = [{"name": "tea", "price": 4.0}, {"name": "cake", "price": 8.0}]
+
+class Item(TypedDict):
+    name: str
+    price: float
+
+
+ITEMS: list[Item] = [{"name": "tea", "price": 4.0}, {"name": "cake", "price": 8.0}]
 
 
 @dataclass

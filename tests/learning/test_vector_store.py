@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from learning.errors import IndexUnavailable
-from learning.vector_store import IndexLocation, VectorStore
+from learning.vector_store import IndexLocation, VectorStore, point_id
 
 HOLD = """
 import sys, time
@@ -54,3 +55,106 @@ def test_an_index_built_by_another_version_is_refused_with_a_fix(tmp_path: Path)
         store.count("failures")
     assert "noetl-agent indexer --once" in str(caught.value)
     assert store.count("steps") == 0  # the other kinds are unaffected
+
+
+def _unit(rng: Any, count: int) -> Any:
+    import numpy as np
+
+    vectors = rng.normal(size=(count, 384)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _fill(store: VectorStore, vectors: Any) -> None:
+    items = [
+        (
+            point_id("failures", str(n)),
+            {"text": row.tolist(), "message": row[::-1].tolist()},
+            {"n": n, "step": f"s{n % 3}"},
+        )
+        for n, row in enumerate(vectors)
+    ]
+    store.upsert("failures", items)
+
+
+def _public(store: VectorStore, vector: list[float], limit: int, **kwargs: Any) -> list[str]:
+    """The ids the public ``query_points`` returns for the same query."""
+    client = store._client
+    response = client.query_points(
+        store.collection("failures"), query=vector, limit=limit, with_payload=False, **kwargs
+    )
+    return [str(point.id) for point in response.points]
+
+
+def test_local_queries_rank_as_the_public_api_before_and_after_reopening(tmp_path: Path) -> None:
+    import numpy as np
+
+    from learning.vector_store import _local_collection, close_all
+
+    rng = np.random.default_rng(3)
+    vectors = _unit(rng, 300)
+    location = IndexLocation.local(tmp_path / "qdrant")
+    store = VectorStore.open(location)
+    _fill(store, vectors)
+    queries = _unit(rng, 5)
+    before = [store.query("failures", q.tolist(), limit=7) for q in queries]
+    for query, points in zip(queries, before, strict=True):
+        assert [p.id for p in points] == _public(store, query.tolist(), 7, using="text")
+        expected = np.sort(vectors @ query)[::-1][:7]
+        assert np.allclose([float(p.score or 0.0) for p in points], expected, atol=1e-5)
+        assert all(set(p.payload) == {"n", "step"} for p in points)
+    close_all()
+
+    reopened = VectorStore.open(location)
+    assert reopened.count("failures") == 300
+    collection = _local_collection(reopened._client, reopened.collection("failures"))
+    # Stored vectors are kept as the 32-bit floats the model makes (local mode loads 64-bit).
+    assert {matrix.dtype for matrix in collection.vectors.values()} == {np.dtype(np.float32)}
+    after = [reopened.query("failures", q.tolist(), limit=7) for q in queries]
+    assert [[p.id for p in ps] for ps in after] == [[p.id for p in ps] for ps in before]
+    # A filter and another named vector go through the same search.
+    filtered = reopened.query(
+        "failures", queries[0].tolist(), limit=4, match={"step": "s1"}, using="message"
+    )
+    assert len(filtered) == 4 and all(p.payload["step"] == "s1" for p in filtered)
+    public_filter = models_filter({"step": "s1"})
+    assert [p.id for p in filtered] == _public(
+        reopened, queries[0].tolist(), 4, using="message", query_filter=public_filter
+    )
+    # New points land in the 32-bit matrix and are found.
+    reopened.upsert(
+        "failures",
+        [
+            (
+                point_id("failures", "new"),
+                {"text": queries[1].tolist(), "message": queries[1].tolist()},
+                {"n": -1},
+            )
+        ],
+    )
+    assert reopened.query("failures", queries[1].tolist(), limit=1)[0].payload == {"n": -1}
+    close_all()
+
+
+def test_queries_use_the_public_api_where_local_mode_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import learning.vector_store as vector_store
+
+    rng = np.random.default_rng(5)
+    store = VectorStore.open(IndexLocation.local(tmp_path / "qdrant"))
+    _fill(store, _unit(rng, 50))
+    query = _unit(rng, 1)[0].tolist()
+    expected = [p.id for p in store.query("failures", query, limit=5)]
+    monkeypatch.setattr(vector_store, "_searchable_types", {})
+    monkeypatch.setattr(vector_store, "_SEARCH_PARAMETERS", ("query_vector", "not_a_parameter"))
+    assert vector_store._LocalSearch.of(store._client, store.collection("failures")) is None
+    assert [p.id for p in store.query("failures", query, limit=5)] == expected
+    vector_store.close_all()
+
+
+def models_filter(match: dict[str, Any]) -> Any:
+    from learning.vector_store import _filter
+
+    return _filter(match)

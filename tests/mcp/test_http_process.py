@@ -76,11 +76,13 @@ async def test_a_session_over_streamable_http(tmp_path):
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"register_playbook", "execute_playbook", "suggest_policies"} <= names
             await call(client, "register_playbook", {"yaml": HELLO})
-            progress: list[str | None] = []
+            messages: list[str | None] = []
             reported = anyio.Event()
 
-            async def on_progress(done: float, total: float | None, message: str | None) -> None:
-                progress.append(message)
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
+                messages.append(message)
                 reported.set()
 
             result = await client.call_tool(
@@ -93,7 +95,7 @@ async def test_a_session_over_streamable_http(tmp_path):
             assert run["result"] == {"greeting": "hello http"}
             with anyio.fail_after(10):  # notifications may be handled after the result
                 await reported.wait()
-            assert progress == ["step start success"]
+            assert messages == ["step start success"]
             shown = await call(client, "get_execution", {"execution_id": run["execution_id"]})
             assert shown["status"] == "completed"
             cancelled = await refused(

@@ -6,6 +6,7 @@ import os
 import time
 
 from mcp import Client, StdioServerParameters
+from mcp.types import TextResourceContents
 
 from tests.mcp.conftest import FAILING, HELLO, call, refused
 from tests.processes import NOETL_AGENT, cli
@@ -33,7 +34,8 @@ async def test_a_session_over_stdio(tmp_path):
         shown = await call(client, "get_execution", {"execution_id": failed["execution_id"]})
         assert shown["error"]["message"] == failed["error"]["message"]
         yaml = await client.read_resource("playbook://mcp/hello@1")
-        assert yaml.contents[0].text == HELLO
+        content = yaml.contents[0]
+        assert isinstance(content, TextResourceContents) and content.text == HELLO
         assert "execution_id" in await refused(client, "get_execution", {})
 
     # What the session stored is the embedded stack's, as the CLI sees it.
@@ -52,7 +54,7 @@ async def test_the_read_only_switch_over_stdio(tmp_path):
     params = StdioServerParameters(command=str(NOETL_AGENT), args=["mcp"], env=env)
     async with Client(params) as client:
         tools = (await client.list_tools()).tools
-        assert tools and all(tool.annotations.read_only_hint for tool in tools)
+        assert tools and all(tool.annotations and tool.annotations.read_only_hint for tool in tools)
         names = {tool.name for tool in tools}
         assert "register_playbook" not in names and "execute_playbook" not in names
         assert "dry_run_playbook" not in names  # the author group is off

@@ -3,6 +3,8 @@ whatever the operations did (maps created on the way, list inserts, removals).""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -11,7 +13,7 @@ from noetl_agent.policy_changes import inverse_patch
 from tests.policy.conftest import FLAKY
 
 DOCUMENT = yaml.safe_load(FLAKY)
-PATCHES = [
+PATCHES: list[list[dict[str, Any]]] = [
     [{"op": "add", "path": "/workflow/0/spec/runtime/pool", "value": "large"}],
     [{"op": "add", "path": "/workflow/0/tool/input/extra", "value": 1}],
     [{"op": "replace", "path": "/workload/counter", "value": "x"}],

@@ -16,8 +16,18 @@ def http(code: int) -> dict[str, Any]:
     return {"kind": "http", "code": code, "message": f"GET /x returned {code}", "retryable": True}
 
 
-TIMEOUT = {"kind": "timeout", "code": None, "message": "exceeded its 1s timeout", "retryable": True}
-KEY_ERROR = {"kind": "python", "code": "KeyError", "message": "'region'", "retryable": False}
+TIMEOUT: dict[str, Any] = {
+    "kind": "timeout",
+    "code": None,
+    "message": "exceeded its 1s timeout",
+    "retryable": True,
+}
+KEY_ERROR: dict[str, Any] = {
+    "kind": "python",
+    "code": "KeyError",
+    "message": "'region'",
+    "retryable": False,
+}
 
 
 def _reason(error: dict[str, Any]) -> str:

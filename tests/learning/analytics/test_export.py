@@ -116,7 +116,7 @@ async def test_rows_lift_what_the_learners_need_out_of_the_payload(
         " wall_ms, cpu_ms, peak_rss_kb, usage_scope, final FROM events ORDER BY seq",
     )
     assert {(r["playbook_path"], r["playbook_version"]) for r in rows} == {("shop/orders", 3)}
-    by_type = {}
+    by_type: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for row in rows:
         by_type.setdefault((row["step"], row["event_type"]), []).append(row)
     fetched = by_type[("fetch", "tool.processed")][0]

@@ -5,6 +5,7 @@ raises."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from engine.runtime.embedded import Engine
@@ -40,8 +41,10 @@ def python_playbook(name: str, code: str, inputs: dict[str, str], tool_extra: st
     return "\n".join(lines) + "\n"
 
 
-async def run_all(engine: Engine, path: str, workloads: list[dict[str, object]]) -> list[str]:
-    return [(await engine.run(path, workload=workload)).status for workload in workloads]
+async def run_all(
+    engine: Engine, path: str, workloads: Sequence[Mapping[str, object]]
+) -> list[str]:
+    return [(await engine.run(path, workload=dict(workload))).status for workload in workloads]
 
 
 def of(drafts: list[ProposalDraft], playbook: str, kind: str) -> list[ProposalDraft]:
