@@ -63,6 +63,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from engine.adapters.postgres.stores import EVENT_COPY_COLUMNS
 from engine.worker.remote import BATCH_SIZE
 from evals.bench.engine import machine
 from evals.results import RESULTS, write_section
@@ -633,23 +634,6 @@ class Ingestion:
 
 
 COPY_REPEATS = 3  # COPYs of each round's rows; the round takes the median
-COPY_COLUMNS = [
-    "execution_id",
-    "seq",
-    "event_id",
-    "event_type",
-    "timestamp",
-    "timestamp_text",
-    "entity_type",
-    "entity_id",
-    "parent_id",
-    "step_run_id",
-    "iteration",
-    "attempt",
-    "status",
-    "duration_ms",
-    "payload",
-]
 
 
 def _report_events(
@@ -778,7 +762,9 @@ async def ingestion(
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS noetl.copy_baseline (LIKE noetl.event INCLUDING ALL)"
         )
-        selected = ", ".join("payload::text" if c == "payload" else f'"{c}"' for c in COPY_COLUMNS)
+        selected = ", ".join(
+            "payload::text" if c == "payload" else f'"{c}"' for c in EVENT_COPY_COLUMNS
+        )
         per_round = max(events // rounds // batch, 1)
         results: list[Round] = []
         mine = [conn.get_server_pid()]
@@ -818,7 +804,10 @@ async def ingestion(
                 copy0 = process_cpu(mine)
                 t0 = time.perf_counter()
                 await conn.copy_records_to_table(
-                    "copy_baseline", records=records, columns=COPY_COLUMNS, schema_name="noetl"
+                    "copy_baseline",
+                    records=records,
+                    columns=list(EVENT_COPY_COLUMNS),
+                    schema_name="noetl",
                 )
                 copies.append((time.perf_counter() - t0, process_cpu(mine) - copy0))
             copy_s, copy_cpu = sorted(copies)[len(copies) // 2]

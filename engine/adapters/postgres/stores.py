@@ -101,7 +101,7 @@ _EVENT_COLUMNS = (
 )
 COPY_FROM = 64  # new events from which a batch streams in with COPY
 # The columns of the rows ``_rows`` makes (``id`` comes from its sequence).
-_COPY_COLUMNS = (
+EVENT_COPY_COLUMNS = (
     "execution_id",
     "seq",
     "event_id",
@@ -118,7 +118,7 @@ _COPY_COLUMNS = (
     "duration_ms",
     "payload",
 )
-_INSERT_COLUMNS = ", ".join(f'"{c}"' for c in _COPY_COLUMNS)
+_INSERT_COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COPY_COLUMNS)
 # The highest ``seq`` of each execution of $1, in order (0 for one without events).
 _HEADS = (
     "SELECT array_agg(COALESCE((SELECT max(e.seq) FROM {s}.event AS e"
@@ -526,7 +526,7 @@ class PostgresEventStore:
                     await conn.copy_records_to_table(
                         "event",
                         records=numbered,
-                        columns=_COPY_COLUMNS,
+                        columns=EVENT_COPY_COLUMNS,
                         schema_name=self._db.schema,
                     )
                 except asyncpg.UniqueViolationError:
@@ -707,7 +707,7 @@ class PostgresCatalogStore:
 
 
 def _rows(batch: Sequence[Event]) -> list[tuple[Any, ...]]:
-    """The events as rows of ``_COPY_COLUMNS``, ``seq`` holding the event's rank among the
+    """The events as rows of ``EVENT_COPY_COLUMNS``, ``seq`` holding the event's rank among the
     batch's events of its execution (1, 2, ...)."""
     ranks: dict[str, int] = {}
     rows: list[tuple[Any, ...]] = []
