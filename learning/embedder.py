@@ -131,7 +131,9 @@ def _forward(model: Any, texts: list[str]) -> list[list[float]]:
     from sentence_transformers.util import batch_to_device
 
     with torch.inference_mode():
-        features = batch_to_device(model.preprocess(texts), model.device)
+        # ``preprocess`` since sentence-transformers 6; ``tokenize`` before it.
+        prepare = getattr(model, "preprocess", None) or model.tokenize
+        features = batch_to_device(prepare(texts), model.device)
         embeddings = model(features)["sentence_embedding"]
         embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
         vectors: list[list[float]] = embeddings.cpu().float().tolist()

@@ -480,7 +480,7 @@ class _LocalSearch:
 
         matrix = self.vectors.get(using)  # an unknown name: the search says so
         query = np.asarray(vector, dtype=np.float32 if matrix is None else matrix.dtype)
-        with _one_blas_thread()():
+        with _BLAS_LIMIT, _one_blas_thread()():
             found: list[Any] = self.search(
                 query_vector=(using, query),
                 query_filter=query_filter,
@@ -488,6 +488,11 @@ class _LocalSearch:
                 with_payload=True,
             )
         return found
+
+
+# The BLAS thread limit is the process's, not a thread's: searches that overlap (in two
+# index folders) would restore it out of order, so the limited section is taken in turn.
+_BLAS_LIMIT = threading.Lock()
 
 
 @functools.cache

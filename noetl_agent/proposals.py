@@ -487,7 +487,7 @@ class ProposalService:
         """Measure every applied change with enough finished executions while it was in
         force, or whose window a later change closed (``policy.evaluated``); a ``worse``
         verdict raises a rollback proposal."""
-        from learning.policy.effect import evaluate_effect
+        from learning.policy.effect import MIN_JUDGED, evaluate_effect
 
         async with self._lock:
             await self.queue.refresh()
@@ -518,6 +518,7 @@ class ProposalService:
                         expected.get("cost_added_per_run", expected.get("cost_per_run"))
                     ),
                     window=window,
+                    min_after=min(self.settings.evaluate_after, MIN_JUDGED),
                 )
                 evaluation = report.to_dict()
                 rollback = None

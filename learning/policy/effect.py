@@ -31,9 +31,10 @@ from learning.policy.stats import (
     compare_rates,
 )
 
-Verdict = Literal["better", "worse", "no_change"]
+Verdict = Literal["better", "worse", "no_change", "inconclusive"]
 PRACTICAL_THRESHOLD = 0.10  # a relative change of duration or cost smaller than this is noise
 MIN_SECONDS = 0.1  # a change of the median duration smaller than this is noise
+MIN_JUDGED = 5  # executions a change must have had in force before it is judged at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ def evaluate_effect(
     expected_seconds: float | None = None,
     expected_cost: float | None = None,
     window: EffectWindow | None = None,
+    min_after: int = 1,
 ) -> EffectReport:
     """Compare ``before`` (executions of the version a change was applied to) with
     ``after`` (executions of the new version) and give a verdict with a summary.
@@ -183,7 +185,9 @@ def evaluate_effect(
     more than ``min_seconds`` (shared machines wobble by tens of milliseconds), and a rise
     up to ``expected_seconds`` / ``expected_cost`` per run, what the proposal announced,
     is not held against it. ``window``, the versions ``after`` was taken from, goes into
-    the report; when it was cut short, the summary says so."""
+    the report; when it was cut short, the summary says so. With no execution before, or
+    fewer than ``min_after`` after (a window a later change closed early), the verdict is
+    ``inconclusive``: too little ran to judge the change either way."""
     fail_before = sum(1 for run in before if not run.ok)
     fail_after = sum(1 for run in after if not run.ok)
     failures = compare_rates(fail_before, len(before), fail_after, len(after), confidence)
@@ -206,9 +210,13 @@ def evaluate_effect(
     reasons: list[str] = []
     level = _percent(confidence)
     verdict: Verdict = "no_change"
-    if not before or not after:
+    if not before or len(after) < max(min_after, 1):
+        verdict = "inconclusive"
         reasons.append(
-            f"no executions {'before' if not before else 'after'} the change: nothing to compare"
+            "no executions before the change"
+            if not before
+            else f"{len(after)} execution(s) ran while the change was in force, fewer than "
+            f"the {max(min_after, 1)} needed to judge it"
         )
     elif failures.significant:
         verdict = "worse" if failures.difference > 0 else "better"
@@ -281,6 +289,8 @@ def _summary(
     if cost is not None:
         facts.append(f"mean cost per run {cost.mean_before:.4g} -> {cost.mean_after:.4g}")
     measured = "; ".join(facts)
+    if verdict == "inconclusive":
+        return f"Not measured: {reasons[0]} ({measured})."
     if verdict == "no_change":
         if len(reasons) > 1:  # significant moves in opposite directions
             return f"A trade-off at {level} confidence: {'; '.join(reasons)} ({measured})."

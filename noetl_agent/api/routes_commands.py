@@ -5,10 +5,12 @@ The id in the path is the global command id ``execution_id:step_run_id[/iteratio
 caller's to run (held by another worker, done, or cancelled): drop the note. On the
 embedded stack no command is handed out, so every id is unknown (404).
 
-A claim is held by ``worker_id@token-name``: the worker id the body names, under the name
-of the token that asked. Only the same token can renew a claim or read the credentials of
-the command it holds, so one worker's token cannot take over, keep alive or read for a
-claim another token's worker holds, whatever worker id it sends.
+A claim is held by ``WORKER_ID (token NAME)``: the worker id the body names, under the
+name of the token that asked. Token names hold no spaces, so no worker id can make one
+token's holder read as another's. Only the same token can renew a claim or read the
+credentials of the command it holds, whatever worker id another token sends. (Reporting
+a command's final event marks it done for any worker token: reports are idempotent and
+checked against the engine's state, not against claims.)
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def leases(commands: CommandLeases | None, command_id: str) -> CommandLeases:
 
 def claimant(principal: Principal, worker_id: str) -> str:
     """Who holds a claim: the worker id, scoped to the name of the token that sent it."""
-    return f"{worker_id}@{principal.name}"
+    return f"{worker_id} (token {principal.name})"
 
 
 def _lease(request: Request, body: ClaimRequest) -> float:

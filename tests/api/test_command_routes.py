@@ -59,14 +59,14 @@ async def test_a_note_names_a_command_one_worker_can_claim(api, stack):
     lost = await api.post(path, json=_claim("w2"), headers=stack.auth("worker"))
     assert lost.status_code == 409
     assert lost.headers["content-type"].startswith("application/problem+json")
-    assert "claimed by worker 'w1@worker'" in lost.json()["detail"]
+    assert "claimed by worker 'w1 (token worker)'" in lost.json()["detail"]
     again = await api.post(path, json=_claim("w1"), headers=stack.auth("worker"))
     assert again.status_code == 200 and again.json()["attempt"] == 1
     # The same worker id under another token is another worker: a claim is held under the
     # token that made it.
     other = await api.post(path, json=_claim("w1"), headers=stack.auth("admin"))
     assert other.status_code == 409
-    assert "claimed by worker 'w1@worker'" in other.json()["detail"]
+    assert "claimed by worker 'w1 (token worker)'" in other.json()["detail"]
 
 
 async def test_a_heartbeat_extends_the_holders_claim(api, stack):
@@ -86,6 +86,9 @@ async def test_a_heartbeat_extends_the_holders_claim(api, stack):
     assert stranger.status_code == 409
     impostor = await api.post(path, json=_claim("w1"), headers=stack.auth("agent-admin"))
     assert impostor.status_code == 409  # the worker id alone does not make the holder
+    disguised = _claim("w1 (token worker)")  # spelling the holder out does not either
+    posed = await api.post(path, json=disguised, headers=stack.auth("agent-admin"))
+    assert posed.status_code == 409
     default = await api.post(path, json={"worker_id": "w1"}, headers=stack.auth("worker"))
     assert default.status_code == 200  # the server's lease
 

@@ -104,7 +104,7 @@ async def test_the_worker_holding_the_claim_gets_the_credentials_its_command_nam
         _credential_path(note.command_id, "warehouse"), json={"worker_id": "w2"}, headers=worker
     )
     assert other.status_code == 409
-    assert "claimed by worker 'w1@worker'" in other.json()["detail"]
+    assert "claimed by worker 'w1 (token worker)'" in other.json()["detail"]
     assert SECRET not in other.text
 
     for who in ("admin", "agent-admin", "operator", "viewer"):
@@ -206,7 +206,7 @@ async def test_a_command_whose_workers_keep_dying_fails_its_step():
         shown = await api.get(f"/api/executions/{note.execution_id}", headers=stack.auth("viewer"))
         message = shown.json()["error"]["message"]
         assert "the command was claimed 2 times and its worker never finished" in message
-        assert "'doomed-2@worker'" in message
+        assert "'doomed-2 (token worker)'" in message
         again = await api.post(
             path, json={"worker_id": "late", "lease_seconds": 5}, headers=stack.auth("worker")
         )

@@ -72,6 +72,47 @@ async def test_stored_commands_are_let_go_once_the_database_flushed_them() -> No
             await subscription.aclose()
 
 
+async def test_a_command_lost_without_a_restart_is_stored_and_announced_again() -> None:
+    # A crash of one PostgreSQL backend resets the server without restarting it: the row
+    # is gone while the start time stays. The queue checks rows before letting go.
+    async with distributed_stack() as stack:
+        subscription = await stack.bus.subscribe("cpu")
+        try:
+            lost = command("lost")
+            await stack.queue.submit(lost)
+            first = await subscription.next(timeout=5)
+            assert first is not None
+            await first.ack()
+            async with stack.db.connection("lose a command") as conn:
+                await conn.execute(
+                    f'DELETE FROM "{stack.db.schema}".command WHERE command_id = $1',
+                    global_command_id(lost),
+                )
+
+            restored = 0
+            async with asyncio.timeout(10):
+                while stack.queue.unflushed:
+                    restored += await stack.queue.confirm()
+                    await asyncio.sleep(0.1)
+
+            assert restored == 1
+            assert await _status_in(stack.db, global_command_id(lost)) == "queued"
+            again = await subscription.next(timeout=5)
+            assert again is not None, "the command stored again was not announced"
+            assert again.note.command_id == global_command_id(lost)
+            await again.ack()
+        finally:
+            await subscription.aclose()
+
+
+async def _status_in(db: PostgresDatabase, command_id: str) -> str | None:
+    async with db.connection("read a command") as conn:
+        status: str | None = await conn.fetchval(
+            f'SELECT status FROM "{db.schema}".command WHERE command_id = $1', command_id
+        )
+    return status
+
+
 @pytest.mark.slow
 async def test_commands_a_database_restart_lost_are_stored_and_announced_again(
     bus: NatsCommandBus,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from engine.adapters.postgres import PostgresDatabase
-from engine.adapters.postgres.stores import COPY_FROM
+from engine.adapters.postgres.stores import COPY_FROM, EVENT_COPY_COLUMNS
 from engine.core.events import Event, JsonObject
 from engine.errors import StoreError
 from tests.conformance.conftest import fresh_postgres, require_postgres
@@ -121,3 +121,17 @@ async def test_a_kept_payload_is_stored_as_its_text_and_a_changed_one_as_it_is_n
     await db.events.append(events)
     stored = await db.events.read("p")
     assert [e.payload for e in stored] == [{"a": [1, 2.5], "b": "é"}] * size + [{"a": 2}]
+
+
+async def test_the_event_table_has_the_columns_appends_write_in_their_order(
+    db: PostgresDatabase,
+) -> None:
+    # Appends send whole rows of the table's type: a column added to the table without
+    # adding it to EVENT_COPY_COLUMNS (in the same place) would break every append.
+    async with db.connection("read the event table's columns") as conn:
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = $1 AND table_name = 'event' ORDER BY ordinal_position",
+            db.schema,
+        )
+    assert [row["column_name"] for row in columns] == ["id", *EVENT_COPY_COLUMNS]

@@ -146,6 +146,7 @@ WHERE status IN ('queued', 'claimed')
 GROUP BY pool, status
 """
 _PING = "SELECT count(*) FROM (SELECT 1 FROM {s}.command LIMIT 1) AS probe"
+_EXISTING = "SELECT command_id FROM {s}.command WHERE command_id = ANY($1::text[])"
 # Where the server's write-ahead log is: written so far, and flushed to disk so far (both
 # as byte positions), and when the server started (a new start means a crash or restart).
 _WAL = """
@@ -238,6 +239,7 @@ class PostgresCommandStore:
         self._counts = db.sql(_COUNTS)
         self._ping = db.sql(_PING)
         self._wal = db.sql(_WAL)
+        self._existing = db.sql(_EXISTING)
 
     async def put(self, command: RunTool) -> bool:
         """Store ``command`` as queued; False (changing nothing) when it is already stored.
@@ -370,6 +372,15 @@ class PostgresCommandStore:
         async with self._db.connection("read the write-ahead log position") as conn:
             row = await conn.fetchrow(self._wal)
         return WalPosition(int(row["written"]), int(row["flushed"]), row["started"])
+
+    async def existing(self, command_ids: Iterable[str]) -> set[str]:
+        """Which of these commands are stored."""
+        wanted = list(dict.fromkeys(command_ids))
+        if not wanted:
+            return set()
+        async with self._db.connection("look up commands") as conn:
+            rows = await conn.fetch(self._existing, wanted)
+        return {row["command_id"] for row in rows}
 
     async def ping(self) -> None:
         """Raise ``StoreError`` unless the database answers and the table is in place."""

@@ -20,10 +20,12 @@ commands of the executions the engine recovered.
 Command rows and claims are committed without waiting for the disk (see
 ``PostgresCommandStore``), so a crash of PostgreSQL can lose the newest of them. The queue
 keeps every command it stored until the database's flushed write-ahead log has passed
-it; each reaper pass reads the log's position (``PostgresCommandStore.wal``), lets go of
-the commands now safe on disk, and when the database started anew since the last pass
-stores the others again (``put`` is idempotent) and announces those it had lost, under a
-note id of their own so JetStream does not drop it as a repeat.
+it; each reaper pass reads the log's position (``PostgresCommandStore.wal``) and lets go
+of the commands now safe on disk whose rows are there. A command whose row is missing
+(a crash of PostgreSQL, or of one of its backends, lost it), and every command kept when
+the database started anew since the last pass, is stored again (``put`` is idempotent)
+and, if it had been lost, announced under a note id of its own so JetStream does not
+drop the note as a repeat.
 
 A poison command (one whose workers keep dying or hanging on it) is not re-issued for
 ever: once it was claimed ``max_claims`` times and the last claim expired too, the reaper
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
@@ -46,7 +49,6 @@ from engine.adapters.postgres.commands import (
     Abandoned,
     DueCommand,
     PostgresCommandStore,
-    WalPosition,
     global_command_id,
 )
 from engine.core import events as ev
@@ -121,28 +123,48 @@ class DistributedCommandQueue:
         return len(self._unflushed)
 
     async def confirm(self) -> int:
-        """Let go of the commands the database has flushed to disk; if it started anew
-        since the last call (a crash may have lost some), store the others again and
-        announce those that were lost. Returns how many were stored again."""
+        """Let go of the commands the database has flushed to disk, once each is seen
+        stored; store again (and announce) those a crash lost. After a restart of the
+        database (or on the first call) every command kept is stored again at once.
+        Returns how many were stored again.
+
+        A crash of one PostgreSQL backend resets the server without restarting it (the
+        start time stays, and the log position can even step back), so what decides is
+        the row itself: a command is let go only when the flushed log has passed the
+        position read after it was stored and its row is there."""
         waiting = [gid for gid, (_, mark) in self._unflushed.items() if mark is None]
         position = await self.store.wal()
         if position.started != self._started:  # a restart, or the first pass: unknown
-            restored = await self._restore(position) if self._unflushed else 0
+            restored = await self._restore(list(self._unflushed)) if self._unflushed else 0
             self._started = position.started  # only once all are stored again
             return restored
         for gid in waiting:
             if gid in self._unflushed:
                 self._unflushed[gid] = (self._unflushed[gid][0], position.written)
-        for gid, (_, mark) in list(self._unflushed.items()):
-            if mark is not None and mark <= position.flushed:
-                del self._unflushed[gid]
-        return 0
+        flushed = [
+            gid
+            for gid, (_, mark) in self._unflushed.items()
+            if mark is not None and mark <= position.flushed
+        ]
+        if not flushed:
+            return 0
+        stored = await self.store.existing(flushed)
+        for gid in flushed:
+            if gid in stored:
+                self._unflushed.pop(gid, None)
+        lost = [gid for gid in flushed if gid not in stored]
+        return await self._restore(lost) if lost else 0
 
-    async def _restore(self, position: WalPosition) -> int:
-        """Store every unflushed command again (the database may have lost it)."""
-        epoch = f"{position.started.timestamp():.6f}"
+    async def _restore(self, ids: list[str]) -> int:
+        """Store these commands again (the database may have lost them); announce those
+        it had lost under a note id of their own."""
+        epoch = f"{time.time():.6f}"
         restored = 0
-        for gid, (command, _) in list(self._unflushed.items()):
+        for gid in ids:
+            kept = self._unflushed.get(gid)
+            if kept is None:
+                continue
+            command = kept[0]
             self._unflushed[gid] = (command, None)
             if await self.store.put(command):
                 restored += 1
@@ -151,8 +173,8 @@ class DistributedCommandQueue:
                 )
         if restored:
             logger.warning(
-                "PostgreSQL restarted and had lost %d stored command(s); stored and "
-                "announced them again",
+                "PostgreSQL had lost %d stored command(s) in a crash; stored and announced "
+                "them again",
                 restored,
             )
         return restored

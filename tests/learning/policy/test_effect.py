@@ -103,7 +103,7 @@ def test_faster_but_dearer_is_a_trade_off() -> None:
 
 def test_no_executions_on_one_side_concludes_nothing() -> None:
     report = evaluate_effect([], executions(10, version=2))
-    assert report.verdict == "no_change"
+    assert report.verdict == "inconclusive"
     assert report.duration is None and report.cost is None
     assert "no executions before" in report.summary
 
@@ -162,3 +162,16 @@ def test_a_window_cut_short_is_named_in_the_verdict() -> None:
     report = evaluate_effect(executions(20), executions(6, version=2), window=open_window)
     assert not report.cut_short
     assert report.to_dict()["window"]["versions"] == [2, 3]
+
+
+def test_too_few_executions_after_a_change_are_inconclusive() -> None:
+    before = executions(20)
+    one_failure = executions(1, failures=1, version=2)
+
+    report = evaluate_effect(before, one_failure, min_after=5)
+
+    assert report.verdict == "inconclusive"  # one failed run cannot show the change worse
+    assert report.summary.startswith("Not measured: 1 execution(s) ran")
+    assert evaluate_effect(before, [], min_after=5).verdict == "inconclusive"
+    assert evaluate_effect([], executions(20, version=2)).verdict == "inconclusive"
+    assert evaluate_effect(before, executions(5, version=2), min_after=5).verdict == "no_change"
