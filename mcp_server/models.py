@@ -190,7 +190,9 @@ class Suggestions(BaseModel):
         description="Drafts held back (rejected before, not enough new evidence), with why."
     )
     evaluated: list[dict[str, Any]] = Field(
-        description="Applied changes whose effect was measured now."
+        description="Applied changes whose effect was measured now; evaluation.verdict is "
+        "better, worse, no_change or inconclusive (too few executions ran while the change "
+        "was in force to judge it), evaluation.window the versions measured."
     )
 
 

@@ -542,6 +542,17 @@ class ProposalService:
                 done.append(self._item(item.id).to_dict())
         return done
 
+    async def effect_window(self, proposal_id: str) -> EffectWindow | None:
+        """The versions on which an applied proposal's change has been in force so far,
+        as ``evaluate_due`` measures them; None for a proposal not applied."""
+        await self.queue.refresh()
+        item = self._item(proposal_id)
+        if item.applied_version is None:
+            return None
+        changes = [other for other in self.queue.all() if other.applied_version is not None]
+        window, _ = await self._effect_window(item, changes)
+        return window
+
     async def _effect_window(
         self, item: ProposalState, changes: Sequence[ProposalState]
     ) -> tuple[EffectWindow, dict[int, Any]]:

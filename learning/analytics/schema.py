@@ -8,6 +8,14 @@ the tool, the worker pool, the error (kind, code, class, redacted message), the 
 reason and delay, and the resource use a tool run reported. Inputs and outputs are not
 exported: analytics is about how runs went, not the data they moved.
 
+A failure fills the error columns of every event that reports it: the failed attempt's
+``retry.started`` (class from its reason) and ``retry.processed``, the tool run's final
+``tool.processed``, in a loop the iteration's ``loop.iteration.finished`` (also
+``cancelled`` for iterations stopped by another one's failure), and the ``step.finished``
+and ``playbook.processed`` it ended. To count each failure once, count one event type:
+``tool.processed`` (a tool run's final failure), ``retry.started`` (a retried attempt),
+``step.finished`` (a failed step run), as ``statistics`` does.
+
 The engine is ``ReplacingMergeTree`` ordered by ``(execution_id, seq)``: the exporter
 never writes a row twice, and should two exporters race, the copies collapse on merge and
 every query reads with ``final = 1``.
@@ -47,8 +55,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("entity_type", "Nullable(String)", "string", "playbook, step, tool, retry, ..."),
     Column("entity_id", "Nullable(String)", "string", "what the event is about"),
     Column("parent_id", "Nullable(String)", "string", "enclosing entity"),
-    Column("iteration", "Nullable(Int64)", "int64", "loop index"),
-    Column("attempt", "Nullable(UInt32)", "uint32", "attempt number (retry, tool events)"),
+    Column("iteration", "Nullable(Int64)", "int64", "loop index (loop iteration, tool events)"),
+    Column(
+        "attempt",
+        "Nullable(UInt32)",
+        "uint32",
+        "attempt number (tool, retry, loop.iteration.finished events)",
+    ),
     Column("status", "Nullable(String)", "string", "in_progress, success, error, ..."),
     Column("duration_ms", "Nullable(Int64)", "int64", "duration the event reports"),
     Column("tool", "Nullable(String)", "string", "tool name (tool and retry events)"),
@@ -63,7 +76,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("http_status", "Nullable(Int32)", "int32", "HTTP status of the tool run"),
     Column("error_kind", "Nullable(String)", "string", "timeout, connection, http, ..."),
     Column("error_code", "Nullable(String)", "string", "status code, exception type, ..."),
-    Column("error_class", "Nullable(String)", "string", "http_503, timeout, KeyError, ..."),
+    Column(
+        "error_class",
+        "Nullable(String)",
+        "string",
+        "http_503, timeout, KeyError, ...; set, like every error column, on each event "
+        "reporting the failure (retry, tool.processed, loop.iteration.finished, "
+        "step.finished, playbook.processed): count one event_type to count it once",
+    ),
     Column("error_message", "Nullable(String)", "string", "error message, secrets masked"),
     Column("error_retryable", "Nullable(Bool)", "bool", "whether the tool deemed it transient"),
     Column("wall_ms", "Nullable(Float64)", "float64", "tool.processed: elapsed, all attempts"),

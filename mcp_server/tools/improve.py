@@ -63,8 +63,10 @@ class ImproveTools(Group):
     async def get_proposal(self, proposal_id: ProposalId, ctx: Context[Any, Any]) -> Proposal:
         """Read one policy proposal: what it patches (playbook, version, step), the
         patch and its diff, the evidence (counts, rates, similar past failures, expected
-        effect), its status and the decisions made on it. Returns {id, status, kind,
-        target, patch, diff, evidence, rationale, decisions, ...}."""
+        effect), its status, the decisions made on it and, once applied and measured, its
+        evaluation (verdict better, worse, no_change, or inconclusive when too few
+        executions ran while the change was in force). Returns {id, status, kind, target,
+        patch, diff, evidence, rationale, decisions, evaluation, ...}."""
         self.services.caller(ctx, "viewer", "read policy proposals")
         with tool_errors(not_found=NO_PROPOSAL):
             found = await self.services.proposals.get(proposal_id)

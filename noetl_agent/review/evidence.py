@@ -2,10 +2,13 @@
 after the change, with sample sizes, failure rates and their intervals, and plots.
 
 "Before" are the finished executions of the version the proposal patches; "after" are
-those of the version its approval registered (none while it is pending: the learner's
-expected failure rate stands in, marked as expected). The numbers come from the same
-``PolicyHistory`` the learners and the effect measurement read, so the page shows what
-they saw. The learner's own evidence (counts, rates with intervals, the policy before
+those that ran while the change was in force (none while it is pending: the learner's
+expected failure rate stands in, marked as expected): the versions the effect
+measurement used, stored with its verdict, or before it ran the versions it would use now
+(``ProposalService.effect_window``: the version the approval registered and later ones
+that still carry the change, up to the next change of the playbook). The numbers come
+from the same ``PolicyHistory`` the learners and the effect measurement read, so the page
+shows what they saw. The learner's own evidence (counts, rates with intervals, the policy before
 and after) is flattened into labelled facts; the similar past failures link to their
 executions.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -24,16 +27,25 @@ from learning.policy.model import ExecutionRun
 from learning.policy.stats import wilson_interval
 from noetl_agent.review import svg
 
+if TYPE_CHECKING:
+    from noetl_agent.proposals import ProposalService
+
 CONFIDENCE = 0.95
 _INTERVAL_KEYS = {"low", "high"}
+VERDICTS = {
+    "better": "better",
+    "worse": "worse",
+    "no_change": "no significant change",
+    "inconclusive": "inconclusive: too few executions ran while the change was in force",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """The finished executions of one playbook version."""
+    """The finished executions of one or more playbook versions."""
 
     label: str
-    version: int
+    versions: tuple[int, ...]
     runs: list[ExecutionRun]
 
     @property
@@ -73,6 +85,8 @@ class Evidence:
     similar: list[dict[str, Any]]
     similar_reason: str | None
     plots: dict[str, Markup] = field(default_factory=dict)
+    window: str | None = None  # which versions "after" covers and what closed that span
+    verdict: str | None = None  # the measured effect's verdict in words
 
 
 def _percent(value: Any) -> str:
@@ -124,16 +138,73 @@ def _expected_rate(evidence: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _samples(proposal: Mapping[str, Any], history: PolicyHistory) -> list[Sample]:
+def versions_label(versions: Sequence[int]) -> str:
+    """``v3``, ``v3-v5`` for a run of consecutive versions, else ``v3, v5``."""
+    if not versions:
+        return "no version"
+    if list(versions) == list(range(versions[0], versions[-1] + 1)) and len(versions) > 1:
+        return f"v{versions[0]}-v{versions[-1]}"
+    return ", ".join(f"v{version}" for version in versions)
+
+
+def _stored_window(proposal: Mapping[str, Any]) -> tuple[tuple[int, ...], str | None] | None:
+    """The versions (and what closed them) the stored effect evaluation measured; an
+    evaluation made before windows were recorded measured the applied version alone."""
+    evaluation = proposal.get("evaluation")
+    if not isinstance(evaluation, Mapping):
+        return None
+    window = evaluation.get("window")
+    if isinstance(window, Mapping) and window.get("versions"):
+        closed = window.get("closed_by")
+        return tuple(int(v) for v in window["versions"]), str(closed) if closed else None
+    applied = proposal.get("applied_version")
+    return ((applied,), None) if isinstance(applied, int) else None
+
+
+async def _after_window(
+    proposal: Mapping[str, Any], proposals: ProposalService
+) -> tuple[tuple[int, ...], str | None] | None:
+    """The versions whose executions are "after", and what closed that span (if anything);
+    None while the proposal is not applied."""
+    if not isinstance(proposal.get("applied_version"), int):
+        return None
+    stored = _stored_window(proposal)
+    if stored is not None:
+        return stored
+    window = await proposals.effect_window(str(proposal["id"]))
+    return None if window is None else (window.versions, window.closed_by)
+
+
+def _samples(
+    proposal: Mapping[str, Any],
+    history: PolicyHistory,
+    after: tuple[int, ...] | None,
+) -> list[Sample]:
     target = proposal["target"]
     playbook, version = str(target["playbook"]), int(target["version"])
-    samples = [Sample(f"v{version} (before)", version, history.execution_runs(playbook, version))]
-    applied = proposal.get("applied_version")
-    if isinstance(applied, int):
-        samples.append(
-            Sample(f"v{applied} (after)", applied, history.execution_runs(playbook, applied))
-        )
+    samples = [
+        Sample(f"v{version} (before)", (version,), history.execution_runs(playbook, version))
+    ]
+    if after:
+        runs = [run for v in after for run in history.execution_runs(playbook, v)]
+        samples.append(Sample(f"{versions_label(after)} (after)", after, runs))
     return samples
+
+
+def _window_text(versions: tuple[int, ...], closed_by: str | None) -> str:
+    text = (
+        f"After: the executions while the change was in force, on "
+        f"{'version' if len(versions) == 1 else 'versions'} {versions_label(versions)}"
+    )
+    return text + (f"; the span ended when {closed_by}." if closed_by else ".")
+
+
+def verdict_text(evaluation: Any) -> str | None:
+    """The verdict of a stored effect evaluation in words (None when not evaluated)."""
+    if not isinstance(evaluation, Mapping) or not evaluation.get("verdict"):
+        return None
+    verdict = str(evaluation["verdict"])
+    return VERDICTS.get(verdict, verdict)
 
 
 def _plots(samples: Sequence[Sample], expected: float | None) -> dict[str, Markup]:
@@ -160,11 +231,13 @@ def _plots(samples: Sequence[Sample], expected: float | None) -> dict[str, Marku
     }
 
 
-async def gather(proposal: Mapping[str, Any], history: PolicyHistory) -> Evidence:
-    """The evidence of ``proposal`` (a ``ProposalService`` dict), reading new events into
-    ``history`` first."""
+async def gather(proposal: Mapping[str, Any], proposals: ProposalService) -> Evidence:
+    """The evidence of ``proposal`` (a dict of ``proposals``), reading new events into its
+    execution history first."""
+    history = proposals.runs
     await history.refresh()
-    samples = _samples(proposal, history)
+    window = await _after_window(proposal, proposals)
+    samples = _samples(proposal, history, window[0] if window else None)
     evidence = proposal.get("evidence") or {}
     expected = _expected_rate(evidence)
     similar_block = evidence.get("similar_failures")
@@ -183,4 +256,6 @@ async def gather(proposal: Mapping[str, Any], history: PolicyHistory) -> Evidenc
         similar=similar,
         similar_reason=reason,
         plots=_plots(samples, expected),
+        window=_window_text(*window) if window else None,
+        verdict=verdict_text(proposal.get("evaluation")),
     )

@@ -261,7 +261,7 @@ async def _proposal_page(
 ) -> Response:
     found = services(request)
     proposal = await found.proposals.get(proposal_id)
-    shown = await evidence.gather(proposal, found.proposals.runs)
+    shown = await evidence.gather(proposal, found.proposals)
     return render(
         request,
         "proposal.html",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.adapters.sqlite.stores import SqliteDatabase
+from engine.core import events as ev
+from engine.core.events import Event
 from engine.runtime.embedded import Engine
 from learning.analytics.service import Analytics
 from learning.analytics.store import ClickHouseStore
@@ -135,3 +137,86 @@ async def test_statistics_of_a_real_run(tmp_path: Path, store: ClickHouseStore) 
     (pool,) = lookup.pools
     assert pool.pool == "cpu"  # the default pool
     assert pool.peak_rss_max_kb is not None and pool.peak_rss_max_kb > 0  # python reports it
+
+
+LOOPING = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: looping, path: tests/analytics/looping}
+workload: {items: [1, 2, 3]}
+workflow:
+  - step: each
+    desc: item 1 fails and is let through, item 2 fails twice and fails the loop
+    loop: {in: "{{ items }}", iterator: x}
+    tool:
+      kind: python
+      code: |
+        def main(x):
+            if x < 3:
+                return {}["region"]
+            return x
+      spec:
+        policy:
+          rules:
+            - when: "{{ output.status == 'error' and x == 1 }}"
+              then: {do: continue}
+            - when: "{{ output.status == 'error' }}"
+              then: {do: retry, attempts: 2, delay: 0}
+    input: {x: "{{ x }}"}
+"""
+
+
+async def test_a_failed_loop_iteration_is_counted_once(
+    tmp_path: Path, store: ClickHouseStore
+) -> None:
+    db = SqliteDatabase.open(tmp_path / "engine.db")
+    engine = Engine(db.events, db.catalog, lock_dir=tmp_path / "locks")
+    try:
+        entry = await engine.register(LOOPING)
+        iterations: list[Event] = []
+        for _ in range(2):
+            outcome = await engine.run(entry.path)
+            assert outcome.status == "failed"
+            iterations += [
+                event
+                for event in await engine.events.read(outcome.execution_id)
+                if event.event_type == ev.LOOP_ITERATION_FINISHED
+            ]
+        analytics = Analytics(db.events, store)
+        stats = await analytics.step_statistics(entry.path, "each")
+        by_type = (
+            await analytics.query(
+                "SELECT event_type, count() AS n FROM events WHERE error_class = 'KeyError' "
+                "GROUP BY event_type ORDER BY event_type"
+            )
+        ).records()
+        described = (await analytics.query("DESCRIBE TABLE events")).records()
+    finally:
+        await engine.aclose()
+        db.close()
+
+    # Per execution: iteration 0 fails once, iteration 1 fails twice; both are reported by
+    # a tool.processed and by a loop.iteration.finished carrying the same error.
+    failed = [event for event in iterations if event.status == "error"]
+    assert [(e.iteration, e.attempt) for e in failed] == [(0, 1), (1, 2)] * 2
+    assert {row["event_type"]: row["n"] for row in by_type} == {
+        "loop.iteration.finished": 4,
+        "playbook.processed": 2,
+        "retry.processed": 2,
+        "retry.started": 2,
+        "step.finished": 2,
+        "tool.processed": 4,
+    }
+    assert (stats.runs, stats.failed, stats.tool_runs) == (2, 2, 4)
+    [errors] = stats.errors
+    assert errors.error_class == "KeyError"
+    assert errors.failed_runs == 2
+    assert errors.failed_attempts == sum(e.attempt or 0 for e in failed) == 6
+    assert stats.attempts_total == 6 and errors.attempt_rate == 1.0
+    assert [(a.attempts, a.tool_runs, a.succeeded) for a in stats.attempts] == [
+        (1, 2, 0),
+        (2, 2, 0),
+    ]
+    comments = {row["name"]: row["comment"] for row in described}
+    assert "loop.iteration.finished" in comments["error_class"]
+    assert "loop.iteration.finished" in comments["attempt"]
