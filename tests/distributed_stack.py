@@ -37,9 +37,9 @@ from engine.runtime.tool_runner import ToolRunner
 from engine.tools.registry import ToolRegistry
 from noetl_agent.api import create_app
 from noetl_agent.tokens import PostgresTokenStore
-from tests.api.conftest import PRINCIPALS
 from tests.conformance.conftest import fresh_postgres, require_postgres
 from tests.conftest import require_service
+from tests.principals import create_tokens
 from tests.processes import NATS_URL, port_open
 
 CREDENTIAL_KEY = base64.urlsafe_b64encode(b"distributed-stack-test-key-32-by").decode()
@@ -116,9 +116,7 @@ async def distributed_stack(
         queue.report_to(lambda events: started.engine.report(events))
         credentials = EncryptedCredentialStore.postgres(db, CredentialKey(secret=CREDENTIAL_KEY))
         tokens = PostgresTokenStore(db)
-        secrets = {
-            who: await tokens.create(who, kind, roles) for who, (kind, roles) in PRINCIPALS.items()
-        }
+        secrets = await create_tokens(tokens)
         app = create_app(
             engine,
             tokens,

@@ -3,19 +3,21 @@
 
 ``flaky_service({"name": plan})`` serves ``GET``/``POST /<name>``: the n-th request to a
 name (0-based, counted per name) is answered with the status ``plan(n)`` returns and a
-JSON body ``{"n": n}``. Unknown names answer 404. ``alternating_service()`` is one whose
-``/data`` answers 503 to every other request, the first included. ``serving(handler)``
-runs any request handler class the same way.
+JSON body ``{"n": n}``. Unknown names answer 404. It is served by the demo service's
+``serve_json``. ``alternating_service()`` is one whose ``/data`` answers 503 to every
+other request, the first included. ``serving(handler)`` runs any request handler class
+the same way (for answers that are not JSON).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from noetl_agent.demo.service import Reply, serve_json
 
 Plan = Callable[[int], int]
 
@@ -35,37 +37,17 @@ def flaky_service(plans: Mapping[str, Plan]) -> Iterator[str]:
     counts: Counter[str] = Counter()
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            name = self.path.strip("/").split("?")[0]
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            plan = plans.get(name)
-            if plan is None:
-                self._send(404, {"error": "no such path"})
-                return
-            with lock:
-                number = counts[name]
-                counts[name] += 1
-            self._send(plan(number), {"n": number})
+    def answer(method: str, path: str, pool: str | None) -> Reply:
+        name = path.strip("/").split("?")[0]
+        plan = plans.get(name)
+        if plan is None:
+            return 404, {}, {"error": "no such path"}, 0.0
+        with lock:
+            number = counts[name]
+            counts[name] += 1
+        return plan(number), {}, {"n": number}, 0.0
 
-        do_GET = _answer
-        do_POST = _answer
-
-        def _send(self, status: int, body: dict[str, object]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: nothing on the test's stderr."""
-
-    with serving(Handler) as url:
+    with serve_json(answer, name="test-service") as url:
         yield url
 
 

@@ -16,9 +16,12 @@ per step of the target version:
   attempts that ended without success (timed out at the tool's own limit, cancelled,
   failed) after running longer than the proposed limit, i.e. longer than every successful
   attempt (with twice ``min_samples`` successes). A step whose runs all end within their
-  usual time gets no timeout proposal, and neither does one whose tool's own timeout is
-  already at or below the proposed limit. The value is the successful p99 x
-  ``timeout_margin``, rounded up, never below the slowest success.
+  usual time gets no timeout proposal. The step timeout limits each attempt of each tool
+  of the step, and a tool's own timeout only that tool: in a tool pipeline, an attempt
+  counts only for the time spent in the tools without an own timeout at or below the
+  limit (see ``_overrun``), so a step whose every tool stops itself that soon gets no
+  proposal either. The value is the successful p99 x ``timeout_margin``, rounded up,
+  never below the slowest success.
 - **max_in_flight**: from parallel loops, the speed-up ``busy_s / wall_s`` against the
   configured limit: near-linear (>= 80% efficient) with more iterations than the limit ->
   double it (capped at the typical iteration count); far below (<= 50%) -> lower it to
@@ -423,25 +426,46 @@ def _success_seconds(run: ToolRun) -> float | None:
     return max(0.0, last.ended_at - previous.ended_at - (last.delay_before_s or 0.0))
 
 
-def _tool_timeouts(step: Step) -> list[float]:
-    """The tools' own timeouts (the smaller of step and tool timeout applies)."""
-    limits: list[float] = []
-    for tool in step.tools:
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """One tool of a step (a member of its pipeline) as a step timeout meets it."""
+
+    name: str  # as its runs report it: its name, or its kind when unnamed
+    label: str  # as the rationale names it
+    own_s: float | None  # its own timeout; None: none, or one not known before the run
+
+    def stops_itself(self, limit: float) -> bool:
+        """Whether its own timeout already stops each of its attempts at ``limit`` or
+        sooner, so that a step timeout of ``limit`` changes nothing for it."""
+        return self.own_s is not None and self.own_s <= limit
+
+
+def _members(step: Step) -> list[_Member]:
+    """The tools of ``step`` in pipeline order, each with its own timeout (the smaller of
+    ``timeout`` and ``spec.timeout``; a templated one is not known before the run)."""
+    members: list[_Member] = []
+    for index, tool in enumerate(step.tools):
+        limits: list[float] = []
         for value in (getattr(tool, "timeout", None), tool.spec.timeout if tool.spec else None):
             if value is not None:
                 try:
                     limits.append(parse_duration(value))
                 except ValueError:
                     continue  # a templated timeout: not known before the run
-    return limits
+        name = str(tool.name or tool.kind)
+        label = f"'{tool.name}'" if tool.name else f"tool {index + 1} ({tool.kind})"
+        members.append(_Member(name, label, min(limits, default=None)))
+    return members
 
 
-def _attempt_seconds(run: ToolRun) -> list[tuple[Attempt, float]]:
+def _attempt_seconds(run: ToolRun) -> list[tuple[Attempt, float, bool]]:
     """Each attempt of ``run`` with how long it ran, where its start and end are known
-    (an attempt starts at the previous one's end plus the delay the policy waited)."""
+    (an attempt starts at the previous one's end plus the delay the policy waited), and
+    whether that time counts from the start of the run: the first attempt's does, so in
+    a tool pipeline it includes the tools that ran before the one the run reports."""
     if len(run.attempts) <= 1:
-        return [(attempt, run.duration_s) for attempt in run.attempts]
-    timed: list[tuple[Attempt, float]] = []
+        return [(attempt, run.duration_s, True) for attempt in run.attempts]
+    timed: list[tuple[Attempt, float, bool]] = []
     for position, attempt in enumerate(run.attempts):
         if position == 0:
             start: float | None = run.started_at
@@ -449,7 +473,7 @@ def _attempt_seconds(run: ToolRun) -> list[tuple[Attempt, float]]:
             previous = run.attempts[position - 1].ended_at
             start = None if previous is None else previous + (attempt.delay_before_s or 0.0)
         if start is not None and attempt.ended_at is not None:
-            timed.append((attempt, max(0.0, attempt.ended_at - start)))
+            timed.append((attempt, max(0.0, attempt.ended_at - start), position == 0))
     return timed
 
 
@@ -464,11 +488,13 @@ class _Overrun:
     seconds_beyond: float
     longest_s: float
 
-    def describe(self) -> str:
+    def describe(self, *, pipeline: bool = False) -> str:
+        """The attempts by how they ended; in a ``pipeline`` a timeout may be the own
+        (shorter) one of the tool that ended the run, after another tool ran long."""
         parts = []
         for name, count in sorted(self.by_class.items(), key=lambda item: (-item[1], item[0])):
             if name == TIMEOUT_CLASS:
-                parts.append(f"{count} timed out at a longer limit")
+                parts.append(f"{count} timed out" + ("" if pipeline else " at a longer limit"))
             elif name == CANCELLED_CLASS:
                 parts.append(f"{count} {'was' if count == 1 else 'were'} cancelled")
             else:
@@ -485,20 +511,74 @@ class _Overrun:
         }
 
 
-def _overrun(runs: Sequence[ToolRun], limit: float) -> _Overrun:
+def _overrun(runs: Sequence[ToolRun], limit: float, members: Sequence[_Member]) -> _Overrun:
+    """The attempts of ``runs`` that a step timeout of ``limit`` would have stopped sooner.
+
+    The step timeout limits each attempt of each tool; a tool's own timeout limits that
+    tool only. A run reports the attempts of the tool that ended it (the last tool of a
+    pipeline, or the one whose failure stopped it); the time of its first attempt counts
+    from the start of the run, so it includes the tools before it. Of an attempt's time,
+    each tool whose own timeout is at or below ``limit`` took at most that timeout; the
+    rest was spent in the ``k`` tools without one (or with a longer one), and a limit on
+    each of their attempts would have cut at least ``rest - k x limit`` of it: exactly
+    what is saved for a step of one tool, a lower bound for a pipeline. An attempt that did not
+    succeed counts when that is above zero. A run whose reported tool is not the tool
+    of ``members`` at its position ran another pipeline and is left out."""
     by_class: dict[str, int] = defaultdict(int)
     beyond = 0.0
     longest = 0.0
     hit_runs: set[str] = set()
     for run in runs:
-        for attempt, seconds in _attempt_seconds(run):
-            if attempt.ok or seconds <= limit:
+        ended_by = run.tool_index or 0
+        if ended_by >= len(members) or run.tool not in (None, members[ended_by].name):
+            continue  # another pipeline: which of its tools overran cannot be told
+        for attempt, seconds, from_start in _attempt_seconds(run):
+            if attempt.ok:
                 continue
+            spent_in = members[: ended_by + 1] if from_start else [members[ended_by]]
+            unlimited = [member for member in spent_in if not member.stops_itself(limit)]
+            limited_s = sum(m.own_s or 0.0 for m in spent_in if m.stops_itself(limit))
+            unlimited_s = seconds - limited_s
+            saved = unlimited_s - len(unlimited) * limit
+            if not unlimited or saved <= 0:
+                continue  # every tool it ran stopped itself as soon, or none ran that long
             by_class[attempt.error_class or "unknown"] += 1
-            beyond += seconds - limit
-            longest = max(longest, seconds)
+            beyond += saved
+            longest = max(longest, unlimited_s)
             hit_runs.add(f"{run.execution_id}/{run.step_run_id}/{run.iteration}")
     return _Overrun(sum(by_class.values()), len(hit_runs), dict(by_class), beyond, longest)
+
+
+def _pipeline_sentence(members: Sequence[_Member], limit: float) -> str:
+    """How a step timeout of ``limit`` meets the tools of a pipeline, for the rationale."""
+    limited = [member for member in members if member.stops_itself(limit)]
+    unlimited = [member for member in members if not member.stops_itself(limit)]
+    text = (
+        f" The step runs {len(members)} tools as a pipeline, and a step timeout limits each "
+        "attempt of each of them:"
+    )
+    if limited:
+        owns = _own_timeouts(limited)
+        if len(limited) == 1:
+            text += f" {owns} stops at its own timeout, which covers that tool only;"
+        else:
+            text += f" {owns} stop at their own timeouts, which cover those tools only;"
+    names = _labels(unlimited)
+    if len(unlimited) == 1:
+        text += f" {names} has no own timeout at or below the limit"
+    else:
+        text += f" {names} have no own timeouts at or below the limit"
+    if limited:
+        text += f", so what is counted is the time beyond what {_labels(limited)} can take"
+    return text + "."
+
+
+def _own_timeouts(members: Sequence[_Member]) -> str:
+    return ", ".join(f"{member.label} ({member.own_s:g}s)" for member in members)
+
+
+def _labels(members: Sequence[_Member]) -> str:
+    return ", ".join(member.label for member in members)
 
 
 def _timeout_proposal(
@@ -543,20 +623,27 @@ def _timeout_proposal(
     text, proposed = format_timeout(max(wanted, config.min_timeout_s))
     if configured is not None and proposed <= configured:
         return None
-    tool_limits = _tool_timeouts(step)
+    members = _members(step)
     overrun: _Overrun | None = None
     if configured is None:
-        if tool_limits and min(tool_limits) <= proposed:
-            return None  # the tool's own timeout already stops a run at least as soon
-        overrun = _overrun(on_pool, proposed)
+        if all(member.stops_itself(proposed) for member in members):
+            return None  # every tool's own timeout already stops its attempts as soon
+        overrun = _overrun(on_pool, proposed, members)
         if overrun.attempts == 0:
-            return None  # every run ended within the limit: a timeout would change nothing
-    tighter = [limit for limit in tool_limits if limit < proposed]
-    if tighter:
-        notes.append(
-            f"the tool's own timeout ({min(tighter):g}s) is lower and still applies; "
-            "raise it as well"
-        )
+            return None  # no attempt ran longer in a tool the limit would stop
+    else:
+        tighter = [m for m in members if m.own_s is not None and m.own_s < proposed]
+        if len(members) == 1 and tighter:
+            notes.append(
+                f"the tool's own timeout ({tighter[0].own_s:g}s) is lower and still "
+                "applies; raise it as well"
+            )
+        elif tighter:
+            which = "that tool" if len(tighter) == 1 else "each of those tools"
+            notes.append(
+                f"the own timeout of {_own_timeouts(tighter)} is lower and still applies to "
+                f"{which}; raise it as well where it is the one that times out"
+            )
     rate_interval = wilson_interval(timed_out, len(attempts), config.confidence)
     evidence: dict[str, Any] = {
         "pool": pool,
@@ -592,6 +679,14 @@ def _timeout_proposal(
     else:
         evidence["reason"] = "overrun"
         evidence["overrun"] = overrun.to_dict()
+        evidence["tools"] = [
+            {
+                "tool": member.name,
+                "own_timeout_s": member.own_s,
+                "stops_itself": member.stops_itself(proposed),
+            }
+            for member in members
+        ]
         evidence["runs_on_pool"] = len(on_pool)
         evidence["expected"] = {
             "failures_per_run": 0.0,
@@ -599,16 +694,22 @@ def _timeout_proposal(
             "cost_per_run": None,
         }
         saved = overrun.seconds_beyond / overrun.attempts
+        longest = f"ran {overrun.longest_s:.3g}s"
+        if len(members) > 1:
+            longest = f"spent {overrun.longest_s:.3g}s in the tools the limit would stop"
         rationale = (
             f"Add a timeout of {text} to step '{step.step}': {overrun.attempts} attempt(s) in "
             f"{overrun.runs} of {len(on_pool)} runs on pool '{pool}' ran longer than that "
-            f"without succeeding ({overrun.describe()}; the longest ran "
-            f"{overrun.longest_s:.3g}s), while its {summary.n} successful attempts took at "
+            f"without succeeding ({overrun.describe(pipeline=len(members) > 1)}; the longest "
+            f"{longest}), while its {summary.n} successful attempts took at "
             f"most {summary.max:.3g}s (p99 {summary.p99:.3g}s). A limit of p99 x "
             f"{config.timeout_margin:g} (never below the slowest success) would have "
-            f"stopped those attempts {saved:.3g}s sooner on average and freed their worker, "
-            "without cutting off any run that succeeded."
+            f"stopped those attempts {'at least ' if len(members) > 1 else ''}"
+            f"{saved:.3g}s sooner on average and freed their worker, without cutting off any "
+            "run that succeeded."
         )
+        if len(members) > 1:
+            rationale += _pipeline_sentence(members, proposed)
         size = len(on_pool)
     return _draft(version, step, "timeout", patch, evidence, rationale, size, notes)
 

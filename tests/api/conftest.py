@@ -15,7 +15,6 @@ from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from noetl_agent.api import create_app
 from noetl_agent.tokens import SqliteTokenStore
-from tests.principals import PRINCIPALS as PRINCIPALS  # tests.distributed_stack imports it here
 from tests.principals import create_tokens
 
 HELLO = """\

@@ -5,6 +5,7 @@ raises."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -115,6 +116,100 @@ async def test_a_tool_timeout_already_at_the_limit_gets_no_step_timeout(engine: 
     await run_all(engine, entry.path, workloads)
     drafts = await learn(engine.events, engine.catalog, config=CONFIG)
     assert of(drafts, "guarded", "timeout") == []
+
+
+def pipeline_playbook(name: str, fetch_extra: str = "") -> str:
+    """A one-step playbook whose step is a pipeline: ``fetch`` (with ``fetch_extra`` keys,
+    none by default) passes its answer to ``check``, which has a 1 s timeout of its own.
+    By ``mode``: ``stall`` fails in fetch after 3 s, ``slow`` answers after 3 s and fails
+    in check, ``hang`` sleeps in fetch, ``late`` answers after 0.9 s and sleeps in check."""
+    return f"""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {{name: {name}}}
+workload: {{mode: fast}}
+workflow:
+  - step: work
+    tool:
+      - name: fetch
+        kind: python{fetch_extra}
+        input: {{mode: "{{{{ mode }}}}"}}
+        code: |
+          import time
+
+          def main(mode):
+              if mode == "hang":
+                  time.sleep(30)
+              if mode in ("stall", "slow"):
+                  time.sleep(3)
+              if mode == "late":
+                  time.sleep(0.9)
+              if mode == "stall":
+                  raise ConnectionError("the peer went away after a long wait")
+              return {{"mode": mode}}
+      - name: check
+        kind: python
+        timeout: 1
+        code: |
+          import time
+
+          def main(_prev):
+              if _prev["mode"] == "slow":
+                  raise ValueError("the answer came too late to be used")
+              if _prev["mode"] == "late":
+                  time.sleep(30)
+              return _prev
+"""
+
+
+# A floor of 1 s: the proposed limit is at least check's own timeout, which stops check.
+PIPELINE_CONFIG = LearnerConfig(min_samples=5, min_timeout_s=1.0)
+
+
+async def test_a_pipeline_tool_without_a_timeout_of_its_own_gets_a_step_timeout(
+    engine: Engine,
+) -> None:
+    entry = await engine.register(pipeline_playbook("fetch-check"))
+    fast = [{"mode": "fast"}] * 12
+    statuses = await run_all(engine, entry.path, [*fast[:6], {"mode": "stall"}, *fast[6:]])
+    assert statuses.count("failed") == 1
+    assert await run_all(engine, entry.path, [{"mode": "slow"}]) == ["failed"]
+
+    drafts = await learn(engine.events, engine.catalog, config=PIPELINE_CONFIG)
+    (draft,) = of(drafts, "fetch-check", "timeout")
+    evidence = draft.evidence
+    assert evidence["reason"] == "overrun"
+    assert evidence["tools"] == [
+        {"tool": "fetch", "own_timeout_s": None, "stops_itself": False},
+        {"tool": "check", "own_timeout_s": 1.0, "stops_itself": True},
+    ]
+    assert 1.0 <= evidence["proposed_timeout_s"] < 2.0
+    # Both runs spent 3 s in fetch, which has no timeout: the one fetch ended and the one
+    # check ended (after at most its own 1 s) are counted alike.
+    assert evidence["overrun"]["runs"] == 2
+    assert evidence["overrun"]["by_error_class"] == {"ConnectionError": 1, "ValueError": 1}
+    assert evidence["overrun"]["longest_s"] >= 3.0
+    assert "'fetch' has no own timeout at or below the limit" in draft.rationale
+    assert "'check' (1s) stops at its own timeout, which covers that tool only" in (draft.rationale)
+
+    # The proposal applied, fetch is stopped at the limit: a stall now fails sooner.
+    await apply(engine, draft)
+    started = time.monotonic()
+    assert await run_all(engine, entry.path, [{"mode": "stall"}]) == ["failed"]
+    assert time.monotonic() - started < 3.0
+
+
+async def test_a_pipeline_whose_every_tool_stops_itself_gets_no_step_timeout(
+    engine: Engine,
+) -> None:
+    entry = await engine.register(pipeline_playbook("guarded-pipeline", "\n        timeout: 1"))
+    workloads = [{"mode": "fast"}] * 12 + [{"mode": "hang"}, {"mode": "late"}]
+    statuses = await run_all(engine, entry.path, workloads)
+    assert statuses.count("failed") == 2
+    # The late run took about 1.9 s in all, longer than the limit, but a step timeout
+    # limits each tool on its own and each of these stops itself at 1 s already.
+    drafts = await learn(engine.events, engine.catalog, config=PIPELINE_CONFIG)
+    assert of(drafts, "guarded-pipeline", "timeout") == []
 
 
 # --- retries of python exceptions --------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -386,6 +387,89 @@ def test_a_proposed_timeout_is_never_below_the_floor() -> None:
     [draft] = of_kind(hardware_proposals(runs, [], version), "timeout")
     assert draft.evidence["proposed_timeout"] == "1s"  # LearnerConfig.min_timeout_s
     assert draft.evidence["overrun"]["runs"] == 1  # the 0.5 s failure ends within 1 s
+
+
+def pipeline_version(fetch: str = "", check: str = ", timeout: 5") -> PlaybookVersion:
+    """The crunch step as a pipeline of two tools; ``fetch`` and ``check`` add keys to them."""
+    content = PLAYBOOK.replace("{crunch_spec}", "").replace(
+        '    tool: {kind: python, code: "result = sum(range(10 ** 7))"}\n',
+        "    tool:\n"
+        f'      - {{name: fetch, kind: python, code: "result = 1"{fetch}}}\n'
+        f'      - {{name: check, kind: python, code: "result = 2"{check}}}\n',
+    )
+    playbook = parse_playbook(content)
+    assert len(playbook.step("crunch").tools) == 2
+    return PlaybookVersion(PATH, 3, content, playbook, yaml.safe_load(content))
+
+
+def ended_by(tool: str, index: int, runs: Sequence[ToolRun]) -> list[ToolRun]:
+    """``runs`` as a pipeline reports them: the attempts of the tool that ended it."""
+    return [replace(run, tool=tool, tool_index=index) for run in runs]
+
+
+def test_in_a_pipeline_a_tool_s_own_timeout_covers_that_tool_only() -> None:
+    version = pipeline_version()  # fetch has no timeout, check has 5 s
+    durations = [2.0 + 0.1 * i for i in range(20)]  # 2.0 .. 3.9 s
+    steady = ended_by("check", 1, timed_runs(durations, timeouts=0, timeout_s=0))
+    # fetch hung and failed; fetch took 25 s before check timed out; fetch took at least
+    # 5 s before check failed: within what check's own timeout explains, so not counted.
+    hung = ended_by("fetch", 0, hung_runs([120.0]))
+    hung += ended_by("check", 1, hung_runs([30.0], error_class="timeout", first=200))
+    hung += ended_by("check", 1, hung_runs([10.0], error_class="ValueError", first=300))
+    [draft] = of_kind(hardware_proposals(steady + hung, [], version), "timeout")
+    evidence = draft.evidence
+    assert evidence["proposed_timeout"] == "6s"  # p99 3.88 s x 1.5 = 5.8 s
+    assert evidence["reason"] == "overrun"
+    assert evidence["overrun"]["runs"] == 2
+    assert evidence["overrun"]["by_error_class"] == {"ConnectionError": 1, "timeout": 1}
+    # 120 - 6 in fetch alone; 30 - 5 (check at most its own timeout) - 6 in fetch.
+    assert evidence["overrun"]["seconds_beyond_limit"] == pytest.approx(114 + 19)
+    assert evidence["overrun"]["longest_s"] == pytest.approx(120)
+    assert evidence["tools"] == [
+        {"tool": "fetch", "own_timeout_s": None, "stops_itself": False},
+        {"tool": "check", "own_timeout_s": 5.0, "stops_itself": True},
+    ]
+    assert draft.patch == [{"op": "add", "path": "/workflow/1/spec", "value": {"timeout": "6s"}}]
+    assert "at least 66.5s sooner on average" in draft.rationale
+    assert "'check' (5s) stops at its own timeout, which covers that tool only" in (draft.rationale)
+    assert "'fetch' has no own timeout at or below the limit" in draft.rationale
+
+
+def test_a_pipeline_whose_every_tool_stops_itself_gets_no_step_timeout() -> None:
+    # The step timeout limits each tool's attempts, not their sum: a pipeline of tools
+    # that each stop at 5 s is stopped no sooner by a 6 s step timeout, however long the
+    # pipeline as a whole ran.
+    version = pipeline_version(fetch=", timeout: 5")
+    durations = [2.0 + 0.1 * i for i in range(20)]
+    steady = ended_by("check", 1, timed_runs(durations, timeouts=0, timeout_s=0))
+    hung = ended_by("fetch", 0, hung_runs([5.0], error_class="timeout"))
+    hung += ended_by("check", 1, hung_runs([10.0], error_class="timeout", first=200))
+    assert of_kind(hardware_proposals(steady + hung, [], version), "timeout") == []
+
+
+def test_several_tools_without_a_timeout_count_beyond_one_limit_each() -> None:
+    version = pipeline_version(check="")  # neither tool has a timeout
+    durations = [2.0 + 0.1 * i for i in range(20)]
+    steady = ended_by("check", 1, timed_runs(durations, timeouts=0, timeout_s=0))
+    # 10 s over two tools may be 5 s in each, which a 6 s limit stops in neither.
+    within = ended_by("check", 1, hung_runs([10.0]))
+    assert of_kind(hardware_proposals(steady + within, [], version), "timeout") == []
+    beyond = ended_by("check", 1, hung_runs([20.0], first=200))
+    [draft] = of_kind(hardware_proposals(steady + within + beyond, [], version), "timeout")
+    assert draft.evidence["overrun"]["attempts"] == 1
+    assert draft.evidence["overrun"]["seconds_beyond_limit"] == pytest.approx(20 - 2 * 6)
+    assert "'fetch', 'check' have no own timeouts at or below the limit" in draft.rationale
+
+
+def test_runs_of_another_pipeline_are_not_blamed_on_this_one() -> None:
+    version = pipeline_version()
+    durations = [2.0 + 0.1 * i for i in range(20)]
+    steady = ended_by("check", 1, timed_runs(durations, timeouts=0, timeout_s=0))
+    other = ended_by("parse", 1, hung_runs([120.0])) + ended_by("load", 2, hung_runs([90.0]))
+    assert of_kind(hardware_proposals(steady + other, [], version), "timeout") == []
+    ours = ended_by("fetch", 0, hung_runs([120.0], first=300))
+    [draft] = of_kind(hardware_proposals(steady + other + ours, [], version), "timeout")
+    assert draft.evidence["overrun"]["runs"] == 1
 
 
 @pytest.mark.parametrize(
