@@ -125,8 +125,8 @@ class DistributedCommandQueue:
     async def confirm(self) -> int:
         """Let go of the commands the database has flushed to disk, once each is seen
         stored; store again (and announce) those a crash lost. After a restart of the
-        database (or on the first call) every command kept is stored again at once.
-        Returns how many were stored again.
+        database (or on the first call) every command kept whose row is missing is stored
+        again at once. Returns how many were stored again.
 
         A crash of one PostgreSQL backend resets the server without restarting it (the
         start time stays, and the log position can even step back), so what decides is
@@ -135,7 +135,12 @@ class DistributedCommandQueue:
         waiting = [gid for gid, (_, mark) in self._unflushed.items() if mark is None]
         position = await self.store.wal()
         if position.started != self._started:  # a restart, or the first pass: unknown
-            restored = await self._restore(list(self._unflushed)) if self._unflushed else 0
+            kept = list(self._unflushed)
+            for gid in kept:  # positions from before a restart say nothing
+                self._unflushed[gid] = (self._unflushed[gid][0], None)
+            stored = await self.store.existing(kept) if kept else set()
+            missing = [gid for gid in kept if gid not in stored]
+            restored = await self._restore(missing) if missing else 0
             self._started = position.started  # only once all are stored again
             return restored
         for gid in waiting:
