@@ -36,7 +36,7 @@ class IterationOutcome:
     """A loop iteration's final outcome, reported and not yet closed by
     ``loop.iteration.finished``."""
 
-    status: str  # success | error
+    status: str  # success | error | cancelled
     attempt: int | None
     payload: dict[str, Any]
 
@@ -577,16 +577,11 @@ class ExecutionMachine:
         payload: dict[str, Any] = {}
         if run.items is not None:
             if self.close_iterations:
-                self._close_iterations(run)
                 for index in sorted(run.in_flight):  # still running when the loop failed
-                    self._emit(
-                        ev.LOOP_ITERATION_FINISHED,
-                        "loop",
-                        run.step,
-                        step_run_id=run.run_id,
-                        iteration=index,
-                        status=ev.STATUS_CANCELLED,
-                        payload={
+                    run.closing[index] = IterationOutcome(
+                        ev.STATUS_CANCELLED,
+                        None,
+                        {
                             "output": None,
                             "error": {
                                 "kind": "cancelled",
@@ -596,6 +591,7 @@ class ExecutionMachine:
                             "action": None,
                         },
                     )
+                self._close_iterations(run)
             self._emit(
                 ev.LOOP_FINISHED,
                 "loop",

@@ -26,6 +26,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -394,6 +395,8 @@ class Demo:
             yield token
         finally:
             server.should_exit = True
+            # However the page's server ends (it had its say in its log), the demo's report
+            # stands: only wait for it to let go of its port.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=10)
             sock.close()
@@ -435,13 +438,8 @@ class Demo:
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        handled = False
         previous = signal.getsignal(signal.SIGINT)
-        # Off the main thread or on a loop without signal support, Ctrl-C keeps its usual
-        # KeyboardInterrupt, which the CLI turns into a clean exit.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            handled = True
+        handled = _on_ctrl_c(loop, stop.set)
         from rich.live import Live
 
         deadline = time.monotonic() + total
@@ -551,3 +549,17 @@ def _bind(port: int) -> socket.socket:
 async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     """Run the demo with ``options``, printing to ``console``; the report at the end."""
     return await Demo(options, console).run()
+
+
+def _on_ctrl_c(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
+    """Make Ctrl-C call ``callback`` instead of raising ``KeyboardInterrupt``; False where
+    that cannot be done: off the main thread, or on a loop without signal handlers (such
+    as Windows' proactor loop), where Ctrl-C keeps raising, which the CLI turns into a
+    clean exit."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except NotImplementedError:
+        return False
+    return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -102,6 +103,22 @@ async def register(api: httpx.AsyncClient, stack: Stack, content: str) -> str:
     )
     assert response.status_code == 200, response.text
     return str(response.json()["path"])
+
+
+async def run_times(
+    api: httpx.AsyncClient, stack: Stack, path: str, workload: dict[str, Any], times: int
+) -> list[str]:
+    """Execute catalog ``path`` ``times`` times one after another as the admin, each until
+    it settles; return the execution ids."""
+    ids: list[str] = []
+    for _ in range(times):
+        started = await api.post(
+            "/api/execute", json={"path": path, "workload": workload}, headers=stack.auth("admin")
+        )
+        assert started.status_code == 202, started.text
+        ids.append(str(started.json()["execution_id"]))
+        await stack.engine.wait(ids[-1], timeout=30)
+    return ids
 
 
 async def start(api: httpx.AsyncClient, stack: Stack, content: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from engine.errors import Conflict, NotFound, PlaybookInvalid
 from noetl_agent.client import AsyncClient
 from noetl_agent.errors import Forbidden
-from tests.api.conftest import HELLO, register
+from tests.api.conftest import HELLO, register, run_times
 from tests.flaky_service import alternating_service
 
 PATCH = [{"op": "replace", "path": "/workload/n", "value": 5}]
@@ -157,13 +157,7 @@ async def test_a_stale_proposal_is_refused_with_409(api, stack):
 async def test_suggest_raises_proposals_from_past_runs(api, stack):
     path = await register(api, stack, FLAKY)
     with alternating_service() as base:  # every other request answers 503
-        for _ in range(20):
-            started = await api.post(
-                "/api/execute",
-                json={"path": path, "workload": {"base": base}},
-                headers=stack.auth("admin"),
-            )
-            await stack.engine.wait(started.json()["execution_id"], timeout=30)
+        await run_times(api, stack, path, {"base": base}, 20)
 
     viewer = await api.post("/api/proposals/suggest", headers=stack.auth("viewer"))
     assert viewer.status_code == 403

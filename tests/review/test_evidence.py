@@ -11,7 +11,7 @@ import yaml
 
 from learning.policy.patch import render
 from noetl_agent.review.evidence import flatten
-from tests.api.conftest import register
+from tests.api.conftest import register, run_times
 from tests.flaky_service import alternating_service
 from tests.review.conftest import login, propose
 
@@ -62,13 +62,7 @@ def test_flatten_labels_every_fact(evidence, facts):
 async def test_a_learner_proposal_shows_its_measured_evidence(api, stack):
     path = await register(api, stack, FLAKY)
     with alternating_service() as base:  # every other request answers 503
-        for _ in range(20):
-            started = await api.post(
-                "/api/execute",
-                json={"path": path, "workload": {"base": base}},
-                headers=stack.auth("admin"),
-            )
-            await stack.engine.wait(started.json()["execution_id"], timeout=30)
+        await run_times(api, stack, path, {"base": base}, 20)
     report = await api.post(
         "/api/proposals/suggest", json={"playbook": path}, headers=stack.auth("operator")
     )
