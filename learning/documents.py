@@ -35,6 +35,7 @@ until the index is removed and built again (``noetl-agent indexer --once``).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -94,6 +95,12 @@ _QUALIFIED = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+(?=_*[A-Z][A-Za-z0-9]*[a-z][A
 _HTTP_CODE = re.compile(r"\b([45]\d\d)\b")
 _HTTP_WORD = re.compile(r"\b(?:http|status)\b", re.I)
 _ERRNO_NAME = re.compile(r"\bE[A-Z]{3,}\b")
+_MASK = re.compile(r"\*{3,}")  # a masked secret says nothing of the cause
+# the advice tools append to their messages: "...; check that the server is running"
+_ADVICE = re.compile(r";\s+(?:check|raise|fix|give|create|run|use|make)\b[^\n]*", re.I)
+# a SQLSTATE as PostgreSQL tools cite it: "(42P01)", "SQLSTATE 42P01", "sqlstate=42P01"
+_SQLSTATE = re.compile(r"\((\w{5})\)|\bsqlstate\W{0,3}(\w{5})\b", re.I)
+_VAGUE_DOC = ("Base class", "Common base class", "Unspecified")
 
 
 def _words(identifier: str) -> str:
@@ -107,6 +114,47 @@ def _words(identifier: str) -> str:
         pieces.extend(split if all(len(piece) > 1 for piece in split) else [part])
     words = " ".join(pieces)
     return words.lower() if words != identifier else identifier
+
+
+def _class_meanings(classes: Sequence[str]) -> list[str]:
+    """What Python says its built-in exception classes mean (``KeyError``: "Mapping key
+    not found."), for those of ``classes`` that are built in and not a vague base."""
+    import builtins
+
+    found: list[str] = []
+    for name in classes:
+        kind = getattr(builtins, name, None)
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            continue
+        doc = (kind.__doc__ or "").strip()
+        if doc and not doc.startswith(_VAGUE_DOC):
+            found.append(doc.splitlines()[0])
+    return found
+
+
+def _sqlstate_meanings(text: str) -> list[str]:
+    """The PostgreSQL condition named by each SQLSTATE ``text`` cites (``42P01`` →
+    "undefined table"), from asyncpg's exception classes."""
+    if not _SQLSTATE.search(text):
+        return []
+    conditions = _sqlstate_conditions()
+    found = (conditions.get((m.group(1) or m.group(2)).upper()) for m in _SQLSTATE.finditer(text))
+    return [name for name in found if name]
+
+
+@functools.cache
+def _sqlstate_conditions() -> dict[str, str]:
+    """SQLSTATE → condition in words, from asyncpg's exception classes
+    (``UndefinedTableError`` → "undefined table"; ``PostgresSyntaxError`` → "syntax")."""
+    import asyncpg.exceptions
+
+    conditions: dict[str, str] = {}
+    for value in vars(asyncpg.exceptions).values():
+        code = getattr(value, "sqlstate", None)
+        if isinstance(value, type) and isinstance(code, str) and code not in conditions:
+            name = value.__name__.removesuffix("Error").removeprefix("Postgres")
+            conditions[code] = _words(name) if name else ""
+    return {code: words for code, words in conditions.items() if words}
 
 
 def _meanings(text: str) -> list[str]:
@@ -142,7 +190,9 @@ def normalise_error(message: str) -> str:
     while (head := _CLASS.match(text)) and len(classes) < MAX_CHAIN:
         classes.insert(0, head.group(1).lstrip("_"))  # a private class is still its name
         text = head.group(2)
+    meanings = _class_meanings(classes) + _sqlstate_meanings(text)
     text = " ".join([text, *(f"({name})" for name in classes)])
+    text = _MASK.sub(" ", _ADVICE.sub("", text))
     text = _ERRNO_PREFIX.sub("", text)
     text = _URL.sub(" url ", text)
     text = _UUID.sub(" id ", text)
@@ -151,7 +201,7 @@ def normalise_error(message: str) -> str:
     text = _HOST.sub(" host ", text)
     text = re.sub(r"[ \t]+", " ", text).strip()
     text = _IDENTIFIER.sub(lambda match: _words(match.group(0)), text)
-    return "\n".join([text, *_meanings(text)])
+    return "\n".join(dict.fromkeys([text, *meanings, *_meanings(text)]))
 
 
 def vector_inputs(document: Document) -> dict[str, str]:

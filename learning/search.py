@@ -30,6 +30,8 @@ DEFAULT_K = 10
 MESSAGE = "message"  # the failures' vector of the error message alone
 MAX_K = 100
 MAX_FETCH = 2 * MAX_K  # points asked of one kind at most
+MIN_CENTRED = 20  # failures needed before similar_failures centres on their mean
+CENTRED_FETCH = 4  # candidates per wanted failure that the centred cosine re-orders
 FILTER_FIELDS = frozenset(
     {
         "playbook_path",
@@ -235,12 +237,53 @@ class Searcher:
         _check_k(k)
         if execution_id:
             vector = self._failure_vector(execution_id)
-            return self._query(
-                ["failures"], vector, k, exclude_execution=execution_id, using=MESSAGE
-            )
-        if text:
-            return self._query(["failures"], self._cause_vector(text), k, using=MESSAGE)
-        raise InvalidQuery("give an execution id or an error text to compare with")
+        elif text:
+            vector = self._cause_vector(text)
+        else:
+            raise InvalidQuery("give an execution id or an error text to compare with")
+        centred = self._centred(vector, k, exclude_execution=execution_id)
+        if centred is not None:
+            return centred
+        return self._query(["failures"], vector, k, exclude_execution=execution_id, using=MESSAGE)
+
+    def _centred(
+        self, vector: list[float], k: int, exclude_execution: str | None
+    ) -> list[Hit] | None:
+        """The ``k`` failures nearest ``vector`` by their message vectors' cosine after
+        both are centred on the mean of all failures' message vectors; None when fewer
+        than :data:`MIN_CENTRED` failures make that mean.
+
+        Messages of every cause share a direction (error reports sound alike), and
+        failures near it rank high for any query. Taking the mean out compares what is
+        particular to each. The candidates are the points that rank first for the query
+        minus the mean (a dot product ranks by ``q·d - m·d``); the exact centred cosine
+        orders them. Each hit keeps the plain cosine in its payload (``cosine``)."""
+        import numpy as np
+
+        found = self.store.centroid("failures", MESSAGE)
+        if found is None or found[1] < MIN_CENTRED:
+            return None
+        mean = np.asarray(found[0])
+        probe = np.asarray(vector) - mean
+        size = float(np.linalg.norm(probe))
+        if size == 0.0:
+            return None
+        fetch = min(MAX_FETCH, CENTRED_FETCH * (k + 5))
+        points = self.store.query("failures", probe.tolist(), limit=fetch, using=MESSAGE)
+        vectors = self.store.vectors("failures", [point.id for point in points], using=MESSAGE)
+        query = np.asarray(vector)
+        hits: list[Hit] = []
+        for point in points:
+            stored = vectors.get(point.id)
+            if stored is None or point.payload.get("execution_id") == exclude_execution:
+                continue
+            offset = np.asarray(stored) - mean
+            length = float(np.linalg.norm(offset))
+            score = float(offset @ probe) / (length * size) if length else 0.0
+            payload = point.payload | {"cosine": round(float(query @ np.asarray(stored)), 4)}
+            hits.append(_hit(Point(point.id, payload, score=score)))
+        hits.sort(key=lambda hit: hit.score, reverse=True)
+        return _dedupe(hits)[:k]
 
     def similar_playbooks(self, description: str, k: int = 5) -> list[Hit]:
         """Catalog playbooks closest to ``description``, one hit per path."""

@@ -278,6 +278,7 @@ class VectorStore:
         """Store ``(id, vectors by name, payload)`` items in ``kind``'s collection,
         replacing points of the same id. Every vector the kind has must be given, of
         unit length (as the embedder makes them)."""
+        items = list({pid: (pid, v, p) for pid, v, p in items}.values())  # the last wins
         if not items:
             return
         from qdrant_client import models
@@ -291,12 +292,21 @@ class VectorStore:
             )
             for pid, vectors, payload in items
         ]
+        names = vector_names(kind)
         with self._lock, _translated(self.location):
-            self._ensure(
-                name, DIMENSION, vectors=vector_names(kind), keyword_fields=_KEYWORD_FIELDS
+            if not self._exists(name):  # a new collection keeps its sums from the start
+                self._ensure(name, DIMENSION, vectors=names, keyword_fields=_KEYWORD_FIELDS)
+                for using in names:
+                    self._write_sum(kind, using, [0.0] * DIMENSION, 0)
+            replaced = self._client.retrieve(
+                name, ids=[pid for pid, _, _ in items], with_payload=False, with_vectors=True
             )
             self._client.upsert(name, points=points, wait=True)
             self._unflushed.add(name)
+            for using in names:
+                added = [vectors[using] for _, vectors, _ in items]
+                removed = [v for r in replaced if (v := _named(r.vector, using)) is not None]
+                self._move_sum(kind, using, added, removed)
 
     def existing(self, kind: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored in ``kind``'s collection."""
@@ -379,6 +389,100 @@ class VectorStore:
             if not self._exists(name):
                 return 0
             return int(self._client.count(name, exact=True).count)
+
+    # ------------------------------------------------------------------ centroids
+
+    def vectors(self, kind: str, ids: Sequence[str], using: str = TEXT) -> dict[str, list[float]]:
+        """The ``using`` vectors of the documents ``ids`` of ``kind`` that are stored."""
+        if not ids:
+            return {}
+        name = self.collection(kind)
+        with self._lock, _translated(self.location):
+            if not self._exists(name):
+                return {}
+            records = self._client.retrieve(
+                name, ids=list(ids), with_payload=False, with_vectors=[using]
+            )
+        return {str(r.id): v for r in records if (v := _named(r.vector, using)) is not None}
+
+    def centroid(self, kind: str, using: str = TEXT) -> tuple[list[float], int] | None:
+        """The mean of the ``using`` vectors of ``kind``'s documents, and how many there
+        are; None when there are none. Kept in the state collection as documents are
+        upserted; an index made before it was kept computes it once from its vectors."""
+        name = self.collection(kind)
+        with self._lock, _translated(self.location):
+            if not self._exists(name):
+                return None
+            found = self._read_sum(kind, using)
+            if found is None:
+                found = self._sum_of_stored(kind, using)
+                self._write_sum(kind, using, *found)
+        total, count = found
+        if count <= 0:
+            return None
+        return [value / count for value in total], count
+
+    def _sum_id(self, kind: str, using: str) -> str:
+        return point_id("sum", f"{kind}/{using}")
+
+    def _read_sum(self, kind: str, using: str) -> tuple[list[float], int] | None:
+        name = self.collection("state")
+        self._ensure(name, 1)
+        records = self._client.retrieve(name, ids=[self._sum_id(kind, using)])
+        if not records:
+            return None
+        payload = records[0].payload or {}
+        return [float(x) for x in payload.get("sum") or []], int(payload.get("count") or 0)
+
+    def _write_sum(self, kind: str, using: str, total: Sequence[float], count: int) -> None:
+        from qdrant_client import models
+
+        self._ensure(self.collection("state"), 1)
+        point = models.PointStruct(
+            id=self._sum_id(kind, using),
+            vector=[1.0],
+            payload={"kind": kind, "vector": using, "sum": list(total), "count": count},
+        )
+        self._client.upsert(self.collection("state"), points=[point], wait=True)
+
+    def _sum_of_stored(self, kind: str, using: str) -> tuple[list[float], int]:
+        import numpy as np
+
+        total = np.zeros(DIMENSION)
+        count = 0
+        offset: Any = None
+        while True:
+            records, offset = self._client.scroll(
+                self.collection(kind), limit=1024, offset=offset, with_vectors=[using]
+            )
+            found = [v for record in records if (v := _named(record.vector, using)) is not None]
+            if found:
+                total += np.asarray(found).sum(axis=0)
+                count += len(found)
+            if offset is None:
+                return total.tolist(), count
+
+    def _move_sum(
+        self,
+        kind: str,
+        using: str,
+        added: Sequence[Sequence[float]],
+        removed: Sequence[Sequence[float]],
+    ) -> None:
+        """Add ``added`` to the kept sum of ``kind``'s ``using`` vectors and take
+        ``removed`` (the vectors they replaced) out; a sum not kept yet stays unkept
+        (:meth:`centroid` computes it from the stored vectors)."""
+        import numpy as np
+
+        found = self._read_sum(kind, using)
+        if found is None:
+            return
+        total = np.asarray(found[0])
+        if added:
+            total = total + np.asarray(added).sum(axis=0)
+        if removed:
+            total = total - np.asarray(removed).sum(axis=0)
+        self._write_sum(kind, using, total.tolist(), found[1] + len(added) - len(removed))
 
     # ------------------------------------------------------------------ cursor
 

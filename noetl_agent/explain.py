@@ -500,7 +500,7 @@ class Explainer:
                 playbook_path=hit.playbook_path,
                 playbook_version=payload.get("playbook_version"),
                 step=hit.step,
-                similarity=hit.score,
+                similarity=float(payload.get("cosine", hit.score)),  # the plain cosine
                 error=error,
                 timestamp=payload.get("timestamp"),
             )

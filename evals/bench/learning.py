@@ -178,11 +178,12 @@ async def build_log(folder: Path, executions: int) -> dict[str, int]:
     playbook, three failing playbooks of the retrieval corpus, one retried failure."""
     from engine.adapters.sqlite.stores import SqliteDatabase
     from engine.runtime.embedded import Engine
-    from evals.retrieval.corpus import FAMILIES, playbook
+    from evals.retrieval.corpus import playbook
+    from evals.retrieval.raised import RAISED_FAMILIES
 
     db = SqliteDatabase.open(folder / "noetl.db")
     engine = Engine(db.events, db.catalog, lock_dir=folder / "locks")
-    variants = [variant for family in FAMILIES for variant in family.variants]
+    variants = [variant for family in RAISED_FAMILIES for variant in family.variants]
     try:
         plan: list[tuple[str, dict[str, Any]]] = []
         etl = (await engine.register(ETL)).path
@@ -575,9 +576,9 @@ def measure_latency(
 def query_texts(templates: list[Any]) -> list[str]:
     """Distinct query texts: the retrieval eval's descriptions of failures, the indexed
     messages, then each message as reported from its step."""
-    from evals.retrieval.corpus import FAMILIES
+    from evals.retrieval.raised import RAISED_FAMILIES
 
-    described = [query for family in FAMILIES for query in family.queries]
+    described = [query for family in RAISED_FAMILIES for query in family.queries]
     messages = sorted({str(payload.get("message")) for _, payload in templates})
     reported = sorted(
         {f"step {payload.get('step')} failed: {payload.get('message')}" for _, payload in templates}

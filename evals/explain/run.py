@@ -3,8 +3,8 @@ each failure's explanation match the cause it really has?
 
     .venv/bin/python -m evals.explain.run [--results evals/RESULTS.md] [--json]
 
-Runs every variant playbook of :mod:`evals.retrieval.corpus` for real on an embedded
-engine (a temporary SQLite file) as the retrieval eval does
+Runs every variant playbook of :mod:`evals.retrieval.raised` (the retrieval eval's second
+corpus) for real on an embedded engine (a temporary SQLite file) as the retrieval eval does
 (:func:`evals.retrieval.run.run_variants`), indexes the log with the production indexer
 (real model, real local Qdrant) and explains each failure with :class:`Explainer`,
 offline, in four settings:
@@ -41,7 +41,8 @@ from pathlib import Path
 from engine.adapters.sqlite.stores import SqliteDatabase
 from engine.runtime.embedded import Engine
 from evals.results import RESULTS, write_section
-from evals.retrieval.corpus import FAMILIES, Family
+from evals.retrieval.corpus import Family
+from evals.retrieval.raised import RAISED_FAMILIES
 from evals.retrieval.run import run_variants
 from learning.vector_store import IndexLocation
 from noetl_agent.explain import Explainer
@@ -126,7 +127,7 @@ async def _history_only(explainer: Explainer, execution_id: str) -> list[str]:
     return [cause.id for cause in rank(explanation.failure.error, past, use_rules=False)]
 
 
-async def evaluate(root: Path, families: Sequence[Family] = FAMILIES) -> Report:
+async def evaluate(root: Path, families: Sequence[Family] = RAISED_FAMILIES) -> Report:
     """Run the corpus under ``root`` and explain every failure in the three settings."""
     db = SqliteDatabase.open(root / "noetl.db")
     engine = Engine(db.events, db.catalog, lock_dir=root / "locks")
@@ -174,9 +175,9 @@ def markdown(report: Report) -> str:
         MARK_START,
         "## Explanation quality (failure explanation, offline)",
         "",
-        f"`python -m evals.explain.run`: the retrieval eval's {report.executions} real "
-        f"failures ({report.families} true causes, {report.variants} differently worded "
-        "variants each), "
+        "`python -m evals.explain.run`: the retrieval eval's second corpus, "
+        f"{report.executions} real failures ({report.families} true causes, "
+        f"{report.variants} differently worded variants each), "
         "each explained by `noetl-agent explain` without a model; does its first cause "
         f"match the true cause? {report.seconds:.0f} s.",
         "",
@@ -203,7 +204,7 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def run(families: Sequence[Family] = FAMILIES) -> Report:
+def run(families: Sequence[Family] = RAISED_FAMILIES) -> Report:
     """Build the corpus in a temporary folder and evaluate it."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="noetl-explain-") as folder:

@@ -1,21 +1,38 @@
-"""The labelled corpus: families of failures that mean the same thing, worded differently.
+"""The labelled corpus: families of failures that have the same cause, worded differently.
 
-Each family is one cause (the database refuses connections, a file is missing, ...). Each
-of its variants is a separate playbook, with its own path, step name and description,
-whose python step fails the way a different library or service reports that cause:
-where the failure can be produced on any machine it really happens (a connection to a
-closed port, a missing file, a missing key, a bad number, a division by zero); where it
-needs an outside service (an API rejecting a token, a full disk) the step raises the
-error that service would return. Queries are how a person would describe each cause.
+Each family is one cause; each of its variants is a separate playbook, with its own path,
+step name and description, whose step really fails that way through a different tool or
+library, so the same cause reaches the log in different words:
 
-Each family's fourth variant (other ecosystems: JDBC, boto, pydantic, TensorFlow, Java)
-and third query were added later; :func:`original` is the corpus without them (three
-variants and two queries per family), to compare with figures measured before.
+- HTTP 503 and 429 and rejected credentials: the ``http`` tool, urllib, httpx and
+  requests calling a local test server (:data:`ROUTES`, served by :func:`answer`);
+- timeouts: a slow route of that server, a PostgreSQL statement timeout, a step timeout;
+- connection refused: a closed port, through the ``http`` and ``postgres`` tools and
+  Python sockets;
+- KeyError, ZeroDivisionError and validation errors: Python, pydantic, jsonschema, the
+  test server's 422, a template naming a missing input;
+- SQL syntax errors and missing tables: PostgreSQL, DuckDB and SQLite.
+
+A variant's tool is YAML in which ``$SERVER`` stands for the test server's base URL;
+``postgres`` steps use the credentials of :func:`credentials` (``NOETL_EVAL_PG_DSN``,
+default the local server). Queries are how a person would describe each cause.
+:mod:`evals.retrieval.raised` holds a second corpus, of causes raised as other ecosystems
+word them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+import os
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PG_DSN = os.environ.get("NOETL_EVAL_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+SERVER = "$SERVER"
+CLOSED = "http://127.0.0.1:1"  # nothing listens on port 1
+SLOW_SECONDS = 2.0  # how long the server's slow routes take to answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +40,7 @@ class Variant:
     path: str
     step: str
     description: str
-    body: str  # the body of ``def main():``, four spaces in
+    tool: str  # the YAML mapping of the step's tool; $SERVER is the test server's URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,313 +50,156 @@ class Family:
     queries: list[str] = field(default_factory=list)
 
 
-def _raise(kind: str, message: str) -> str:
-    return f"    raise {kind}({message!r})"
+def python(body: str) -> str:
+    """A python tool whose ``main()`` runs ``body`` (indented by four spaces)."""
+    return "kind: python\ncode: |\n  def main():\n" + textwrap.indent(body, "  ")
 
 
-def _custom(kind: str, message: str) -> str:
-    return f"    class {kind}(Exception):\n        pass\n    raise {kind}({message!r})"
+def _py(code: str) -> str:
+    return python(textwrap.indent(textwrap.dedent(code).strip("\n"), "    "))
+
+
+def _http(url: str, method: str = "GET", **fields: Any) -> str:
+    lines = ["kind: http", f"method: {method}", f"url: {url}"]
+    lines += [f"{key}: {value}" for key, value in fields.items()]
+    return "\n".join(lines)
+
+
+def _sql(kind: str, statement: str, auth: str | None = None, verb: str = "query") -> str:
+    lines = [f"kind: {kind}"] + ([f"auth: {auth}"] if auth else [])
+    return "\n".join([*lines, f"{verb}: {json.dumps(statement)}"])
+
+
+# The test server's routes: path → (status, body, seconds before answering).
+ROUTES: dict[str, tuple[int, Any, float]] = {
+    "/v1/inventory": (503, {"error": "upstream overloaded, try again later"}, 0.0),
+    "/v2/catalog": (503, "Service Unavailable", 0.0),
+    "/v1/prices": (503, {"message": "the pricing service is down for maintenance"}, 0.0),
+    "/v3/stock/sync": (503, {"status": "unavailable", "reason": "no healthy backend"}, 0.0),
+    "/v1/geocode": (429, {"error": "rate limit exceeded", "retry_after": 30}, 0.0),
+    "/v2/translate": (429, "Too Many Requests", 0.0),
+    "/v1/emails/send": (429, {"detail": "quota of 100 requests per minute used up"}, 0.0),
+    "/v1/clicks": (429, {"message": "slow down: request rate above the plan's limit"}, 0.0),
+    "/v1/forecast": (200, {"forecast": "sunny"}, SLOW_SECONDS),
+    "/v2/scores": (200, {"scores": []}, SLOW_SECONDS),
+    "/v1/billing/invoices": (401, {"error": "invalid API key"}, 0.0),
+    "/v2/tickets": (403, {"message": "the access token has expired"}, 0.0),
+    "/v1/leads/export": (401, "Unauthorized", 0.0),
+    "/v1/customers": (
+        422,
+        {"detail": [{"loc": ["body", "email"], "msg": "value is not a valid email address"}]},
+        0.0,
+    ),
+}
+
+
+def answer(method: str, path: str, pool: str | None) -> tuple[int, dict[str, str], Any, float]:
+    """The test server's answer to a request (``serve_json``'s answer function)."""
+    status, body, delay = ROUTES.get(path.partition("?")[0], (404, {"error": "no such route"}, 0))
+    headers = {"Retry-After": "30"} if status == 429 else {}
+    return status, headers, body, delay
+
+
+def credentials() -> dict[str, Mapping[str, Any]]:
+    """The keychain of the ``postgres`` steps: the database, a role that does not exist
+    on it, and a port nothing listens on."""
+    return {
+        "warehouse": {"kind": "postgres", "data": {"dsn": PG_DSN}},
+        "reporting": {"kind": "postgres", "data": {"dsn": _with_user(PG_DSN, "reporting_ro")}},
+        "replica": {
+            "kind": "postgres",
+            "data": {"host": "127.0.0.1", "port": 1, "user": "postgres", "database": "ledger"},
+        },
+    }
+
+
+def _with_user(dsn: str, user: str) -> str:
+    scheme, _, rest = dsn.partition("://")
+    _, at, location = rest.rpartition("@")
+    return f"{scheme}://{user}@{location if at else rest}"
 
 
 FAMILIES = [
     Family(
-        "database_refused",
+        "service_unavailable",
         [
             Variant(
-                "etl/load_orders",
-                "load",
-                "Load yesterday's orders into the warehouse",
-                "    import socket\n    socket.create_connection(('127.0.0.1', 1), timeout=5)",
+                "inventory/refresh_stock",
+                "fetch_stock",
+                "Refresh the stock levels from the inventory service",
+                _http(f"{SERVER}/v1/inventory"),
             ),
             Variant(
-                "etl/sync_customers",
-                "copy_table",
-                "Copy the customer table to the reporting replica",
-                _custom(
-                    "OperationalError",
-                    'connection to server at "10.0.0.5", port 5432 failed: Is the server '
-                    "running on that host and accepting TCP/IP connections?",
-                ),
+                "catalog/mirror",
+                "download",
+                "Mirror the product catalog",
+                _py(f"""
+                    import urllib.request
+                    urllib.request.urlopen("{SERVER}/v2/catalog", timeout=10)
+                """),
             ),
             Variant(
-                "finance/ledger_export",
-                "extract",
-                "Export the general ledger for the month",
-                _raise(
-                    "ConnectionError",
-                    "ECONNREFUSED: the warehouse at db.internal:5432 is not accepting connections",
-                ),
+                "pricing/daily_prices",
+                "get_prices",
+                "Pull today's prices",
+                _py(f"""
+                    import httpx
+                    httpx.get("{SERVER}/v1/prices", timeout=10).raise_for_status()
+                """),
             ),
             Variant(
-                "etl/refresh_marts",
-                "refresh",
-                "Refresh the data marts in the warehouse",
-                _custom(
-                    "PSQLException",
-                    "Connection to localhost:5432 refused. Check that the hostname and port "
-                    "are correct and that the postmaster is accepting TCP/IP connections.",
-                ),
+                "inventory/push_reservations",
+                "sync",
+                "Send the warehouse reservations to the stock service",
+                _py(f"""
+                    import requests
+                    requests.post("{SERVER}/v3/stock/sync", json={{"n": 1}}, timeout=10
+                                  ).raise_for_status()
+                """),
             ),
         ],
         [
-            "cannot reach the database",
-            "postgres is not accepting connections",
-            "the warehouse database is down",
+            "the service is unavailable",
+            "the upstream server is down or overloaded",
+            "server error from the API, try again later",
         ],
-    ),
-    Family(
-        "missing_file",
-        [
-            Variant(
-                "files/import_sales",
-                "read_csv",
-                "Import the daily sales CSV export",
-                "    open('/data/incoming/sales_2026-11-30.csv').read()",
-            ),
-            Variant(
-                "files/ingest_exports",
-                "list_inputs",
-                "Ingest the partner exports from object storage",
-                _raise("IOError", "input path s3://bucket/exports/2026-11-30/ does not exist"),
-            ),
-            Variant(
-                "ml/train_churn",
-                "load_features",
-                "Train the churn model on the latest features",
-                _raise(
-                    "RuntimeError",
-                    "source file features.parquet was not found in the landing folder",
-                ),
-            ),
-            Variant(
-                "retail/load_prices",
-                "read_feed",
-                "Read the supplier price feed",
-                _custom("NoSuchFileException", "/srv/feeds/prices.xml"),
-            ),
-        ],
-        [
-            "the input file is missing",
-            "no such file for the daily export",
-            "could not find the source file",
-        ],
-    ),
-    Family(
-        "missing_field",
-        [
-            Variant(
-                "api/enrich_users",
-                "enrich",
-                "Enrich user records with CRM attributes",
-                "    record = {'id': 1, 'name': 'Ann'}\n    return record['customer_id']",
-            ),
-            Variant(
-                "etl/orders_to_lake",
-                "validate",
-                "Validate and land orders in the data lake",
-                _raise("ValueError", "record is missing required field 'order_id'"),
-            ),
-            Variant(
-                "crm/merge_contacts",
-                "merge",
-                "Merge duplicate contacts in the CRM",
-                _raise("LookupError", "column email not present in the input row"),
-            ),
-            Variant(
-                "api/ingest_orders",
-                "check",
-                "Check incoming webhook orders",
-                _custom(
-                    "ValidationError",
-                    "1 validation error for Order\ncustomer\n  field required "
-                    "(type=value_error.missing)",
-                ),
-            ),
-        ],
-        [
-            "a required field is absent from the record",
-            "missing key in the data",
-            "the data is missing a column",
-        ],
-    ),
-    Family(
-        "bad_number",
-        [
-            Variant(
-                "finance/parse_invoices",
-                "parse",
-                "Parse invoice amounts from the supplier feed",
-                "    return int('12 EUR')",
-            ),
-            Variant(
-                "reports/kpi_rollup",
-                "cast",
-                "Roll up the weekly KPIs",
-                "    return float('N/A')",
-            ),
-            Variant(
-                "retail/price_update",
-                "normalise",
-                "Normalise shop prices before publishing",
-                _raise("TypeError", "expected a numeric amount but got the text 'twelve'"),
-            ),
-            Variant(
-                "finance/fx_rates",
-                "convert",
-                "Convert prices with today's exchange rates",
-                _custom("NumberFormatException", 'For input string: "3,50"'),
-            ),
-        ],
-        [
-            "bad number format in the input",
-            "text where a number was expected",
-            "could not parse the amount as a number",
-        ],
-    ),
-    Family(
-        "division_by_zero",
-        [
-            Variant(
-                "reports/margins",
-                "compute",
-                "Compute product margins per region",
-                "    revenue, units = 120.0, 0\n    return revenue / units",
-            ),
-            Variant(
-                "reports/averages",
-                "average",
-                "Average basket size per store",
-                "    baskets = []\n    return sum(baskets) // len(baskets)",
-            ),
-            Variant(
-                "ml/normalise_scores",
-                "scale",
-                "Scale model scores to the unit interval",
-                _raise(
-                    "ArithmeticError",
-                    "cannot compute the ratio for an empty group: the denominator is 0",
-                ),
-            ),
-            Variant(
-                "ml/feature_ratios",
-                "ratios",
-                "Derive ratio features for the model",
-                _raise("FloatingPointError", "divide by zero encountered in divide"),
-            ),
-        ],
-        [
-            "divided by zero",
-            "an empty group made the average fail",
-            "zero denominator in a calculation",
-        ],
-    ),
-    Family(
-        "permission_denied",
-        [
-            Variant(
-                "reports/write_pdf",
-                "save",
-                "Render the monthly report as PDF",
-                _raise("PermissionError", "[Errno 13] Permission denied: '/var/reports/out.pdf'"),
-            ),
-            Variant(
-                "files/publish_exports",
-                "publish",
-                "Publish the exports to the shared mount",
-                _raise("OSError", "[Errno 30] Read-only file system: '/mnt/export/report.csv'"),
-            ),
-            Variant(
-                "finance/archive",
-                "archive",
-                "Archive closed periods to the finance share",
-                _raise(
-                    "RuntimeError",
-                    "access denied when writing to the shared folder //fs01/finance",
-                ),
-            ),
-            Variant(
-                "files/rotate_logs",
-                "rotate",
-                "Rotate and compress the job logs",
-                _raise(
-                    "OSError", "[Errno 1] Operation not permitted: '/srv/shared/locks/run.lock'"
-                ),
-            ),
-        ],
-        [
-            "not allowed to write the output file",
-            "permission problem on the export folder",
-            "access to the folder was denied",
-        ],
-    ),
-    Family(
-        "auth_rejected",
-        [
-            Variant(
-                "api/fetch_invoices",
-                "fetch",
-                "Fetch invoices from the billing API",
-                _custom("HTTPError", "401 Client Error: Unauthorized for url: /v2/invoices"),
-            ),
-            Variant(
-                "api/sync_tickets",
-                "pull",
-                "Pull support tickets from the helpdesk",
-                _custom("HTTPError", "403 Forbidden: the access token has expired"),
-            ),
-            Variant(
-                "crm/export_leads",
-                "login",
-                "Export new leads from the CRM",
-                _raise(
-                    "RuntimeError",
-                    "authentication failed: the credentials for the CRM were rejected",
-                ),
-            ),
-            Variant(
-                "cloud/assume_role",
-                "identity",
-                "Check the cloud identity before the deployment",
-                _custom(
-                    "ClientError",
-                    "An error occurred (InvalidClientTokenId) when calling the "
-                    "GetCallerIdentity operation: The security token included in the "
-                    "request is invalid.",
-                ),
-            ),
-        ],
-        ["login to the API failed", "expired or invalid token", "the credentials are wrong"],
     ),
     Family(
         "rate_limited",
         [
             Variant(
-                "api/geocode",
+                "geo/geocode_addresses",
                 "geocode",
                 "Geocode new customer addresses",
-                _custom("HTTPError", "429 Too Many Requests"),
+                _http(f"{SERVER}/v1/geocode"),
             ),
             Variant(
-                "marketing/send_emails",
-                "send",
-                "Send the campaign emails",
-                _raise("RuntimeError", "rate limit exceeded: retry after 60 seconds"),
-            ),
-            Variant(
-                "api/translate",
+                "catalog/translate",
                 "translate",
                 "Translate product descriptions",
-                _custom("QuotaExceeded", "daily API quota exhausted for project catalog-sync"),
+                _py(f"""
+                    import urllib.request
+                    urllib.request.urlopen("{SERVER}/v2/translate", timeout=10)
+                """),
             ),
             Variant(
-                "cloud/stream_clicks",
-                "put_records",
-                "Push click records to the stream",
-                _custom(
-                    "ClientError",
-                    "An error occurred (ThrottlingException) when calling the PutRecords "
-                    "operation (reached max retries: 4): Rate exceeded",
-                ),
+                "marketing/send_campaign",
+                "send",
+                "Send the campaign emails",
+                _py(f"""
+                    import httpx
+                    httpx.post("{SERVER}/v1/emails/send", json={{"to": "all"}},
+                               timeout=10).raise_for_status()
+                """),
+            ),
+            Variant(
+                "web/forward_clicks",
+                "push",
+                "Forward click events to the analytics API",
+                _py(f"""
+                    import requests
+                    requests.post("{SERVER}/v1/clicks", json=[], timeout=10).raise_for_status()
+                """),
             ),
         ],
         ["too many requests to the API", "hit the API quota", "we are being throttled"],
@@ -348,37 +208,40 @@ FAMILIES = [
         "timed_out",
         [
             Variant(
-                "api/weather",
+                "weather/forecast",
                 "download",
                 "Download the weather forecast",
-                _raise("TimeoutError", "read timed out after 30 seconds"),
+                _http(f"{SERVER}/v1/forecast", timeout=0.3),
             ),
             Variant(
                 "ml/score_batch",
                 "predict",
                 "Score the batch with the model service",
-                _custom(
-                    "DeadlineExceeded",
-                    "deadline exceeded while waiting for the upstream response",
-                ),
+                _py(f"""
+                    import urllib.request
+                    urllib.request.urlopen("{SERVER}/v2/scores", timeout=0.3)
+                """),
             ),
             Variant(
-                "reports/big_query",
-                "query",
+                "reports/yearly_aggregate",
+                "aggregate",
                 "Run the yearly aggregate query",
-                _custom(
-                    "QueryCanceled",
-                    "canceling statement due to statement timeout (300 s)",
+                _sql(
+                    "postgres",
+                    "SET statement_timeout = '200ms'; SELECT pg_sleep(3)",
+                    "warehouse",
+                    "command",
                 ),
             ),
             Variant(
                 "reports/nightly_cube",
                 "build_cube",
                 "Build the nightly sales cube",
-                _raise(
-                    "RuntimeError",
-                    "the job did not finish within its 15 minute limit and was stopped",
-                ),
+                _py("""
+                    import time
+                    time.sleep(10)
+                """)
+                + "\ntimeout: 0.5",
             ),
         ],
         [
@@ -388,121 +251,311 @@ FAMILIES = [
         ],
     ),
     Family(
-        "disk_full",
+        "connection_refused",
         [
             Variant(
-                "files/unpack",
-                "unzip",
-                "Unpack the vendor archive",
-                _raise("OSError", "[Errno 28] No space left on device"),
+                "ops/health_check",
+                "ping",
+                "Check that the order service is up",
+                _http(f"{CLOSED}/health"),
             ),
             Variant(
-                "etl/stage_events",
-                "stage",
-                "Stage raw events before loading",
-                _raise("OSError", "disk quota exceeded for user etl"),
+                "etl/load_orders",
+                "load",
+                "Load yesterday's orders into the warehouse",
+                _py("""
+                    import socket
+                    socket.create_connection(("127.0.0.1", 1), timeout=5)
+                """),
             ),
             Variant(
-                "ml/cache_embeddings",
-                "cache",
-                "Cache embeddings for the recommender",
-                _raise(
-                    "RuntimeError",
-                    "cannot write the temporary file: the volume /tmp is full",
-                ),
+                "finance/ledger_export",
+                "extract",
+                "Export the general ledger for the month",
+                _sql("postgres", "SELECT * FROM ledger", "replica"),
             ),
             Variant(
-                "files/snapshot",
-                "snapshot",
-                "Snapshot the shared drive",
-                _raise("RuntimeError", "write failed: the storage volume has 0 bytes available"),
-            ),
-        ],
-        ["the disk is full", "ran out of storage space", "no free space on the volume"],
-    ),
-    Family(
-        "out_of_memory",
-        [
-            Variant(
-                "ml/train_big",
-                "fit",
-                "Fit the large similarity matrix",
-                _raise(
-                    "MemoryError",
-                    "Unable to allocate 12.0 GiB for an array with shape (40000, 40000)",
-                ),
-            ),
-            Variant(
-                "etl/join_events",
-                "join",
-                "Join click events with sessions",
-                _raise("RuntimeError", "the worker was killed by the OOM killer"),
-            ),
-            Variant(
-                "reports/spark_rollup",
-                "rollup",
-                "Roll up sales in the cluster job",
-                _custom("JavaError", "java.lang.OutOfMemoryError: Java heap space"),
-            ),
-            Variant(
-                "ml/train_vision",
-                "train",
-                "Train the image classifier on the GPU",
-                _custom(
-                    "ResourceExhaustedError",
-                    "OOM when allocating tensor with shape[8192,8192] and type float",
-                ),
+                "crm/sync_contacts",
+                "upload",
+                "Upload changed contacts to the CRM",
+                _py(f"""
+                    import requests
+                    requests.get("{CLOSED}/contacts", timeout=5)
+                """),
             ),
         ],
         [
-            "ran out of memory",
-            "process killed for using too much RAM",
-            "not enough memory for the job",
+            "cannot connect to the server",
+            "the connection was refused",
+            "nothing is listening on that port",
         ],
     ),
     Family(
-        "dns_failure",
+        "missing_key",
         [
             Variant(
-                "api/partner_feed",
-                "connect",
-                "Read the partner product feed",
-                _custom("gaierror", "[Errno -2] Name or service not known"),
+                "crm/enrich_users",
+                "enrich",
+                "Enrich user records with CRM attributes",
+                _py("""
+                    record = {"id": 1, "name": "Ann"}
+                    return record["customer_id"]
+                """),
             ),
             Variant(
-                "api/shipping_rates",
-                "rates",
-                "Fetch shipping rates from the carrier",
-                _raise("RuntimeError", "getaddrinfo ENOTFOUND api.carrier.example"),
+                "ops/rotate_keys",
+                "read_config",
+                "Rotate the warehouse access keys",
+                _py("""
+                    import os
+                    return os.environ["WAREHOUSE_ROTATION_KEY"]
+                """),
             ),
             Variant(
-                "files/vendor_sftp",
-                "sftp",
-                "Collect files from the vendor SFTP server",
-                _raise("ConnectionError", "could not resolve host: files.vendor.example"),
+                "marketing/render_mail",
+                "render",
+                "Render the welcome mail for new sign-ups",
+                _py("""
+                    values = {"first_name": "Ann"}
+                    return "Dear {title} {last_name}".format(**values)
+                """),
             ),
             Variant(
-                "etl/push_metrics",
-                "push",
-                "Push daily metrics to the monitoring service",
-                _custom(
-                    "UnknownHostException",
-                    "warehouse.corp.example: Temporary failure in name resolution",
-                ),
+                "shop/order_totals",
+                "total",
+                "Total the items of each web order",
+                _py("""
+                    order = {"items": [{"sku": "A1", "qty": 2}]}
+                    return sum(item["qty"] * item["price"] for item in order["items"])
+                """),
             ),
         ],
         [
-            "hostname could not be resolved",
-            "DNS lookup failure",
-            "the server name does not exist in DNS",
+            "a key is missing from the dictionary",
+            "KeyError on a field that is not there",
+            "the record does not have the expected field",
+        ],
+    ),
+    Family(
+        "division_by_zero",
+        [
+            Variant(
+                "reports/margins",
+                "compute",
+                "Compute product margins per region",
+                _py("""
+                    revenue, units = 120.0, 0
+                    return revenue / units
+                """),
+            ),
+            Variant(
+                "reports/shift_slots",
+                "slot",
+                "Assign orders to delivery slots",
+                _py("""
+                    orders, slots = 17, 0
+                    return orders % slots
+                """),
+            ),
+            Variant(
+                "finance/unit_cost",
+                "unit_cost",
+                "Compute the unit cost of each purchase",
+                _py("""
+                    from decimal import Decimal
+                    return str(Decimal("12.50") / Decimal(0))
+                """),
+            ),
+            Variant(
+                "reports/conversion_rate",
+                "rate",
+                "Compute the conversion rate per campaign",
+                _sql("postgres", "SELECT 42 / count(*) FROM pg_class WHERE false", "warehouse"),
+            ),
+        ],
+        [
+            "divided by zero",
+            "zero denominator in a calculation",
+            "the ratio has nothing to divide by",
+        ],
+    ),
+    Family(
+        "sql_syntax",
+        [
+            Variant(
+                "etl/daily_counts",
+                "count",
+                "Count yesterday's orders per shop",
+                _sql("postgres", "SELEC count(*) FROM pg_class", "warehouse"),
+            ),
+            Variant(
+                "lake/compact",
+                "summarise",
+                "Summarise the click files in the lake",
+                _sql("duckdb", "SELECT id, FROM WHERE id > 3"),
+            ),
+            Variant(
+                "mobile/local_cache",
+                "query_cache",
+                "Read the app's offline cache",
+                _py("""
+                    import sqlite3
+                    connection = sqlite3.connect(":memory:")
+                    connection.execute("SELECT name FORM sqlite_master")
+                """),
+            ),
+            Variant(
+                "reports/top_products",
+                "rank",
+                "Rank the best selling products",
+                _sql("postgres", "SELECT relname FROM pg_class WHERE (relpages > 1", "warehouse"),
+            ),
+        ],
+        [
+            "the SQL query has a syntax error",
+            "malformed SQL statement",
+            "typo in the query text",
+        ],
+    ),
+    Family(
+        "missing_table",
+        [
+            Variant(
+                "etl/archive_orders",
+                "archive",
+                "Archive last year's orders",
+                _sql("postgres", "SELECT * FROM orders_archive_2025", "warehouse"),
+            ),
+            Variant(
+                "lake/customer_report",
+                "report",
+                "Report customers per country from the lake",
+                _sql("duckdb", "SELECT country, count(*) FROM customers_v2 GROUP BY country"),
+            ),
+            Variant(
+                "mobile/sync_invoices",
+                "read_invoices",
+                "Read unsent invoices from the device database",
+                _py("""
+                    import sqlite3
+                    connection = sqlite3.connect(":memory:")
+                    connection.execute("SELECT * FROM invoices WHERE sent = 0")
+                """),
+            ),
+            Variant(
+                "ops/audit_cleanup",
+                "truncate",
+                "Empty the audit log after export",
+                _sql("postgres", "TRUNCATE audit_log_staging", "warehouse", "command"),
+            ),
+        ],
+        [
+            "the table does not exist",
+            "query on a missing table",
+            "the relation was not found in the database",
+        ],
+    ),
+    Family(
+        "bad_credentials",
+        [
+            Variant(
+                "billing/fetch_invoices",
+                "fetch",
+                "Fetch invoices from the billing API",
+                _http(f"{SERVER}/v1/billing/invoices"),
+            ),
+            Variant(
+                "support/sync_tickets",
+                "pull",
+                "Pull support tickets from the helpdesk",
+                _py(f"""
+                    import urllib.request
+                    request = urllib.request.Request(
+                        "{SERVER}/v2/tickets", headers={{"Authorization": "Bearer expired"}}
+                    )
+                    urllib.request.urlopen(request, timeout=10)
+                """),
+            ),
+            Variant(
+                "reports/refresh_dashboard",
+                "refresh",
+                "Refresh the sales dashboard",
+                _sql("postgres", "SELECT 1", "reporting"),
+            ),
+            Variant(
+                "crm/export_leads",
+                "export",
+                "Export new leads from the CRM",
+                _py(f"""
+                    import requests
+                    requests.get("{SERVER}/v1/leads/export", auth=("crm", "wrong"),
+                                 timeout=10).raise_for_status()
+                """),
+            ),
+        ],
+        [
+            "login failed: wrong credentials",
+            "expired or invalid token",
+            "we are not authorised to use the API",
+        ],
+    ),
+    Family(
+        "validation_failed",
+        [
+            Variant(
+                "shop/check_orders",
+                "validate",
+                "Check incoming webhook orders",
+                _py("""
+                    import pydantic
+                    class Order(pydantic.BaseModel):
+                        id: int
+                        quantity: int
+                    Order.model_validate({"id": 7, "quantity": "three"})
+                """),
+            ),
+            Variant(
+                "crm/import_contacts",
+                "check_schema",
+                "Import contacts from the partner file",
+                _py("""
+                    import jsonschema
+                    schema = {"type": "object", "required": ["email", "name"]}
+                    jsonschema.validate({"name": "Ann"}, schema)
+                """),
+            ),
+            Variant(
+                "crm/create_customers",
+                "create",
+                "Create the new customers in the shop",
+                _http(f"{SERVER}/v1/customers", "POST", json='{"email": "ann-at-example"}'),
+            ),
+            Variant(
+                "hr/onboard",
+                "parse_form",
+                "Onboard new employees from the sign-up form",
+                _py("""
+                    import pydantic
+                    class Employee(pydantic.BaseModel):
+                        start: pydantic.PastDate
+                        email: str = pydantic.Field(pattern=r"^[^@]+@[^@]+$")
+                    Employee.model_validate({"start": "2099-01-01", "email": "bob"})
+                """),
+            ),
+        ],
+        [
+            "the input failed validation",
+            "the payload does not match the schema",
+            "invalid field value rejected by the validator",
         ],
     ),
 ]
 
 
-def playbook(variant: Variant) -> str:
-    """The YAML of a variant's playbook: a start step, then the step that fails."""
-    body = "\n".join("        " + line for line in variant.body.splitlines())
+def playbook(variant: Variant, server: str = "http://127.0.0.1:9") -> str:
+    """The YAML of a variant's playbook: a start step, then the step that fails;
+    ``server`` is the test server's base URL."""
+    tool = textwrap.indent(variant.tool.replace(SERVER, server), "      ")
     return f"""\
 apiVersion: noetl.io/v2
 kind: Playbook
@@ -516,16 +569,5 @@ workflow:
     next: {{arcs: [{{step: {variant.step}}}]}}
   - step: {variant.step}
     tool:
-      kind: python
-      code: |
-        def main():
-{body}
+{tool}
 """
-
-
-def original(families: list[Family]) -> list[Family]:
-    """``families`` as the corpus first had them: three variants and two queries each."""
-    return [
-        replace(family, variants=family.variants[:3], queries=family.queries[:2])
-        for family in families
-    ]

@@ -8,7 +8,7 @@ import pytest
 
 from evals.explain import run
 from evals.explain.run import TRUE_CAUSE, Rates
-from evals.retrieval.corpus import FAMILIES
+from evals.retrieval.raised import RAISED_FAMILIES as FAMILIES
 from noetl_agent.explain_causes import BY_ID
 
 

@@ -61,3 +61,22 @@ def test_cited_statuses_and_errno_names_get_their_meaning() -> None:
 def test_a_chain_is_followed_a_few_classes_deep() -> None:
     message = "A: B: C: D: E: the message"
     assert normalise_error(message) == "D: E: the message (C) (B) (A)"
+
+
+def test_sqlstates_and_built_in_exceptions_get_their_meaning() -> None:
+    lines = normalise_error(
+        '*** query failed (42P01): relation "orders_2025" does not exist'
+    ).split("\n")
+    assert lines[1:] == ["undefined table"]
+    assert "***" not in lines[0]  # a masked value says nothing of the cause
+    assert normalise_error("ERROR: canceled (SQLSTATE 57014)").split("\n")[1:] == ["query canceled"]
+    assert normalise_error("KeyError: 'price'").split("\n")[1:] == ["Mapping key not found."]
+    assert normalise_error("RuntimeError: boom") == "boom (runtime error)"  # a vague base
+
+
+def test_the_advice_a_tool_appends_is_left_out() -> None:
+    message = (
+        "GET http://127.0.0.1:8080/v1 timed out after 0.3s (ReadTimeout); raise `timeout` "
+        "or check that the server is responsive"
+    )
+    assert normalise_error(message) == "GET url timed out after 0.3s (read timeout)"

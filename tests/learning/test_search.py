@@ -13,7 +13,7 @@ from learning.clusters import error_clusters
 from learning.embedder import SentenceEmbedder
 from learning.errors import InvalidQuery
 from learning.indexer import Indexer
-from learning.search import Searcher
+from learning.search import MIN_CENTRED, Searcher
 from learning.vector_store import IndexLocation, VectorStore
 from tests.learning import corpus
 from tests.learning.conftest import open_stack
@@ -165,3 +165,48 @@ def test_an_empty_index_answers_with_nothing(tmp_path: Path, embedder: SentenceE
     empty = Searcher(VectorStore.open(IndexLocation.local(tmp_path / "empty")), embedder)
     assert empty.search_history("anything") == []
     assert error_clusters(empty.store) == []
+
+
+def _failures(store: VectorStore, messages: list[list[float]]) -> None:
+    from learning.vector_store import point_id
+
+    store.upsert(
+        "failures",
+        [
+            (
+                point_id("failures", f"run{n}"),
+                {"text": vector, "message": vector},
+                {"kind": "failure", "execution_id": f"run{n}", "final": True, "seq": 3},
+            )
+            for n, vector in enumerate(messages)
+        ],
+    )
+
+
+@pytest.mark.parametrize("count", [MIN_CENTRED - 1, MIN_CENTRED + 10])
+def test_similar_failures_compare_what_is_particular_once_there_are_enough(
+    tmp_path: Path, count: int
+) -> None:
+    """Below MIN_CENTRED failures, the plain cosine of message vectors ranks them; from
+    then on the cosine after taking out the failures' mean, which a direction all
+    messages share (here a strong one) would otherwise dominate."""
+    import numpy as np
+
+    rng = np.random.default_rng(count)
+    shared = rng.normal(size=384)
+    raw = rng.normal(size=(count, 384)) + 3 * shared
+    vectors = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    store = VectorStore.open(IndexLocation.local(tmp_path / "qdrant"))
+    _failures(store, vectors.tolist())
+
+    hits = Searcher(store).similar_failures(execution_id="run0", k=5)
+
+    if count >= MIN_CENTRED:
+        centred = vectors - vectors.mean(axis=0)
+        centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+        scores = centred[1:] @ centred[0]
+    else:
+        scores = vectors[1:] @ vectors[0]
+    best = np.argsort(-scores)[:5]
+    assert [hit.execution_id for hit in hits] == [f"run{i + 1}" for i in best]
+    assert [hit.score for hit in hits] == pytest.approx(scores[best].tolist(), abs=1e-4)

@@ -158,3 +158,78 @@ def models_filter(match: dict[str, Any]) -> Any:
     from learning.vector_store import _filter
 
     return _filter(match)
+
+
+def test_the_mean_of_each_vector_is_kept_as_documents_come_and_are_replaced(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from learning.vector_store import close_all
+
+    rng = np.random.default_rng(7)
+    vectors = _unit(rng, 30)
+    store = VectorStore.open(IndexLocation.local(tmp_path / "index"))
+    assert store.centroid("failures", "message") is None
+    _fill(store, vectors[:20])
+    _fill(store, vectors[:30])  # 20 again (replaced by themselves) and 10 new
+    mean, count = store.centroid("failures", "message") or ([], 0)
+    assert count == 30
+    assert np.allclose(mean, vectors[:, ::-1].mean(axis=0), atol=1e-5)
+
+    replacement = _unit(rng, 1)[0]
+    store.upsert(
+        "failures",
+        [
+            (
+                point_id("failures", "0"),
+                {"text": replacement.tolist(), "message": replacement.tolist()},
+                {},
+            )
+        ],
+    )
+    expected = np.vstack([replacement, vectors[1:, ::-1]]).mean(axis=0)
+    mean, count = store.centroid("failures", "message") or ([], 0)
+    assert count == 30 and np.allclose(mean, expected, atol=1e-5)
+    close_all()
+
+    reopened = VectorStore.open(IndexLocation.local(tmp_path / "index"))
+    mean, count = reopened.centroid("failures", "message") or ([], 0)
+    assert count == 30 and np.allclose(mean, expected, atol=1e-5)
+    got = reopened.vectors("failures", [point_id("failures", "0"), "missing"], using="message")
+    assert list(got) == [point_id("failures", "0")]
+    assert np.allclose(got[point_id("failures", "0")], replacement, atol=1e-6)
+
+
+def test_an_index_made_before_means_were_kept_gets_its_mean_from_its_vectors(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    from qdrant_client import QdrantClient, models
+
+    rng = np.random.default_rng(11)
+    vectors = _unit(rng, 12)
+    folder = tmp_path / "old"
+    old = QdrantClient(path=str(folder))
+    params = models.VectorParams(size=384, distance=models.Distance.DOT)
+    old.create_collection("noetl_failures", vectors_config={"text": params, "message": params})
+    old.upsert(
+        "noetl_failures",
+        points=[
+            models.PointStruct(
+                id=point_id("failures", str(n)),
+                vector={"text": row.tolist(), "message": row.tolist()},
+            )
+            for n, row in enumerate(vectors)
+        ],
+    )
+    old.close()
+
+    store = VectorStore.open(IndexLocation.local(folder))
+    mean, count = store.centroid("failures", "message") or ([], 0)
+    assert count == 12 and np.allclose(mean, vectors.mean(axis=0), atol=1e-5)
+    extra = _unit(rng, 1)[0].tolist()
+    store.upsert("failures", [(point_id("failures", "new"), {"text": extra, "message": extra}, {})])
+    mean, count = store.centroid("failures", "message") or ([], 0)  # kept from then on
+    assert count == 13
+    assert np.allclose(mean, np.vstack([vectors, [extra]]).mean(axis=0), atol=1e-5)
