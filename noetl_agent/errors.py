@@ -4,6 +4,8 @@ NoetlError (engine.errors)
 └── AgentError
     ├── Forbidden          the principal may not do this (says which role or kind is needed)
     ├── Unauthorized       no bearer token, or one that is unknown or revoked
+    ├── ClaimNotHeld       a worker reported on commands its token holds no claim on (also a
+    │                      Conflict: 409, naming the commands)
     └── ApiError           the API server refused or failed a request for another reason
         └── ServerUnavailable   the API server cannot be reached
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import NoetlError
+from engine.errors import Conflict, NoetlError
 
 
 class AgentError(NoetlError):
@@ -25,6 +27,15 @@ class Forbidden(AgentError):
 
 class Unauthorized(AgentError):
     """The request carries no valid bearer token."""
+
+
+class ClaimNotHeld(AgentError, Conflict):
+    """A report about commands the reporting token holds no claim on; ``commands`` lists
+    their global ids (the reporter should stop running them and drop their events)."""
+
+    def __init__(self, message: str, commands: list[str]) -> None:
+        super().__init__(message)
+        self.commands = commands
 
 
 class ApiError(AgentError):

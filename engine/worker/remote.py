@@ -8,13 +8,19 @@ A distributed worker never touches the event store; it talks to the server::
                             held command names, or None (the server does not keep it)
     report(events)          buffered, sent by one task to POST /api/events/batch
     flush()                 waits until everything reported so far has been accepted
+    lost(command_id)        an asyncio.Event set once reports on the command are refused
+                            (409 naming it: this worker's token holds no claim on it)
 
 Reports are batched: a batch leaves when ``batch_size`` events wait, when the oldest has
 waited ``flush_interval`` seconds, or at once when someone waits in :meth:`flush`. Batches
 go out one at a time, in the order the events were reported. Connection errors, 5xx and
 429 answers are retried with exponential backoff (``Retry-After`` is honoured): events are
 idempotent by id, so a batch sent twice is stored once and a restarting server loses no
-report. Another 4xx answer refuses the batch as a whole, so it is split in halves until
+report. A 409 whose ``commands`` names commands this token holds no claim on (the claim
+expired and went to another worker, or the command ended) drops every event of those
+commands, sent or waiting, sets their :meth:`~HttpWorkerRemote.lost` events (the worker
+stops running them, as when a heartbeat is refused) and sends the rest of the batch
+again. Another 4xx answer refuses the batch as a whole, so it is split in halves until
 the refused events are found; those are logged and dropped.
 
 The command id is the server's global id (``execution_id:step_run_id[/iteration]``); it is
@@ -42,7 +48,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.core.commands import RunTool
-from engine.core.events import Event
+from engine.core.events import Event, command_id_of
 from engine.errors import NoetlError, StoreError, ToolConfigError
 
 __all__ = [
@@ -161,6 +167,7 @@ class HttpWorkerRemote:
         self._sender: asyncio.Task[None] | None = None
         self._failure: WorkerUnauthorized | None = None
         self._closing = False
+        self._lost: dict[str, asyncio.Event] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -252,6 +259,17 @@ class HttpWorkerRemote:
             )
         return response
 
+    def lost(self, command_id: str) -> asyncio.Event:
+        """An event set once the server refuses reports on ``command_id`` because this
+        worker's token holds no claim on it (its claim expired and went to another worker,
+        or the command ended): stop running the command then; its events are dropped.
+        Call :meth:`forget` once the command is over."""
+        return self._lost.setdefault(command_id, asyncio.Event())
+
+    def forget(self, command_id: str) -> None:
+        """Stop watching ``command_id`` for refused reports (see :meth:`lost`)."""
+        self._lost.pop(command_id, None)
+
     async def credential(
         self, command_id: str, name: str, budget: float = CREDENTIAL_BUDGET
     ) -> dict[str, Any] | None:
@@ -291,8 +309,12 @@ class HttpWorkerRemote:
     async def report(self, events: Sequence[Event], *, tag: str | None = None) -> None:
         """Buffer events for sending; ``tag`` (the command id) lets :meth:`discard` drop
         them while unsent. Waits while the buffer is full (the server is not answering);
-        raises ``WorkerUnauthorized`` once the server refused the token."""
+        raises ``WorkerUnauthorized`` once the server refused the token. Events of a
+        command whose reports were refused (see :meth:`lost`) are dropped at once."""
         self._raise_failure()
+        refused = self._lost.get(tag) if tag is not None else None
+        if refused is not None and refused.is_set():
+            return
         if len(self._pending) >= MAX_BUFFER:
             async with self._changed:
                 await self._changed.wait_for(
@@ -396,6 +418,14 @@ class HttpWorkerRemote:
         _raise_if_unauthorized(response)
         if response.is_success:
             return
+        refused = _refused_commands(response)
+        if refused:
+            kept = [event for event in events if command_id_of(event) not in refused]
+            if len(kept) < len(events):  # never loops: each round sends fewer events
+                await self._give_up(refused, _detail(response))
+                if kept:
+                    await self._deliver(kept)
+                return
         if len(events) > 1:
             half = len(events) // 2
             await self._deliver(events[:half])
@@ -410,6 +440,24 @@ class HttpWorkerRemote:
             response.status_code,
             _detail(response),
         )
+
+    async def _give_up(self, refused: set[str], detail: str) -> None:
+        """The server refused reports on these commands: not ours any more. Drop their
+        waiting events and tell whoever watches them (:meth:`lost`)."""
+        logger.warning(
+            "the server refused the reports on %s, this worker's token holds no claim on "
+            "them; their events are dropped: %s",
+            ", ".join(sorted(refused)),
+            detail,
+        )
+        for command_id in refused:
+            watched = self._lost.get(command_id)
+            if watched is not None:
+                watched.set()
+        kept = deque(entry for entry in self._pending if command_id_of(entry.event) not in refused)
+        if len(kept) < len(self._pending):
+            self._pending = kept
+            await self._notify()
 
     async def _post(self, path: str, body: Any, *, budget: float | None) -> httpx.Response:
         """POST until an answer that is not a transient failure; ``budget`` seconds of
@@ -445,6 +493,20 @@ def _raise_if_unauthorized(response: httpx.Response) -> None:
             f"{_detail(response)}); create one with `noetl-agent tokens create --name NAME "
             "--kind agent --role worker` on the server's host and pass it with --token"
         )
+
+
+def _refused_commands(response: httpx.Response) -> set[str]:
+    """The commands a 409 answer to a report names as not held by this token."""
+    if response.status_code != 409:
+        return set()
+    try:
+        document = response.json()
+    except ValueError:
+        return set()
+    named = document.get("commands") if isinstance(document, dict) else None
+    if not isinstance(named, list):
+        return set()
+    return {item for item in named if isinstance(item, str)}
 
 
 def _detail(response: httpx.Response) -> str:

@@ -6,7 +6,9 @@ For each note (from NATS JetStream, see ``engine.adapters.nats.bus``) the worker
     run it with the ToolRunner  events go to the server in batches (engine.worker.remote)
       every lease/3 seconds     heartbeat the claim and tell JetStream it is in progress;
                                 a heartbeat answered 409 means the claim was lost: the run
-                                is cancelled and its unsent events are dropped
+                                is cancelled and its unsent events are dropped; so does a
+                                report the server refuses for the command (409: the token
+                                holds no claim on it), at once
     flush its reports, then ack the note
 
 At most ``concurrency`` notes are held at once; a note is only fetched when a slot is free,
@@ -269,6 +271,7 @@ class WorkerService:
     async def _execute(self, delivery: Delivery, claim: Claim) -> None:
         command_id = delivery.note.command_id
         lost = asyncio.Event()
+        refused = self._remote.lost(command_id)  # set when a report on it is refused
 
         async def report(events: list[Event]) -> None:
             if not lost.is_set():
@@ -277,7 +280,7 @@ class WorkerService:
         logger.debug("running %s (attempt %d)", command_id, claim.attempt)
         with running_command(command_id):  # server credentials are asked for this command
             run = asyncio.create_task(self._runner.run(claim.command, report), name=command_id)
-        beat = asyncio.create_task(self._keep_alive(delivery, run, lost))
+        beat = asyncio.create_task(self._keep_alive(delivery, run, lost, refused))
         try:
             await asyncio.wait({run})
             if lost.is_set():
@@ -296,6 +299,14 @@ class WorkerService:
                 await _settle(delivery.nak(self.lease_seconds), "release", delivery)
                 return
             await self._remote.flush()
+            if refused.is_set():
+                logger.warning(
+                    "the reports of %s were refused (its claim expired and went to another "
+                    "worker, or the command ended): its result is dropped",
+                    command_id,
+                )
+                await _settle(delivery.ack(), "ack", delivery)
+                return
             await _settle(delivery.ack(), "ack", delivery)
             self.completed += 1
         except asyncio.CancelledError:
@@ -310,14 +321,24 @@ class WorkerService:
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            self._remote.forget(command_id)
 
     async def _keep_alive(
-        self, delivery: Delivery, run: asyncio.Task[None], lost: asyncio.Event
+        self,
+        delivery: Delivery,
+        run: asyncio.Task[None],
+        lost: asyncio.Event,
+        refused: asyncio.Event,
     ) -> None:
         command_id = delivery.note.command_id
         interval = self.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):  # wake early when a report is refused
+                await asyncio.wait_for(refused.wait(), interval)
+            if refused.is_set():
+                lost.set()
+                run.cancel()
+                return
             await _settle(delivery.in_progress(), "in-progress", delivery)
             try:
                 held = await self._remote.heartbeat(command_id, self.lease_seconds, interval)

@@ -6,7 +6,7 @@ a thread hop per dependency and request for what is an attribute lookup."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -20,7 +20,7 @@ from noetl_agent.errors import Forbidden, Unauthorized
 from noetl_agent.principals import Principal, Role
 
 if TYPE_CHECKING:
-    from engine.adapters.postgres.commands import Claim
+    from engine.adapters.postgres.commands import Claim, Holder
 
 
 class CommandLeases(Protocol):
@@ -33,6 +33,8 @@ class CommandLeases(Protocol):
     ) -> datetime: ...
 
     async def held(self, command_id: str, worker_id: str) -> dict[str, Any]: ...
+
+    async def holders(self, command_ids: Iterable[str]) -> dict[str, Holder]: ...
 
     async def complete(self, *command_ids: str) -> int: ...
 

@@ -5,12 +5,14 @@ A problem document is a JSON object served as ``application/problem+json`` with 
 that kind), ``status``, ``detail`` (this occurrence: what is wrong and what to do) and
 ``instance`` (the request path). Some kinds add members: ``issues`` (every problem of an
 invalid playbook, each with path, line, message, hint), ``errors`` (invalid request
-fields) and ``limit_bytes`` (oversized bodies).
+fields), ``limit_bytes`` (oversized bodies) and ``commands`` (a worker's report refused
+because its token holds no claim on these commands).
 
 Errors of the engine and the agent layer map to kinds here, and the client maps them back
 to the same classes, so code behaves alike against the embedded engine and the server:
 
     NotFound → 404 not-found            Conflict → 409 conflict
+    ClaimNotHeld → 409 conflict (+ commands)
     PlaybookInvalid → 422 playbook-invalid (+ issues)
     Forbidden → 403 forbidden           Unauthorized → 401 unauthorized (WWW-Authenticate)
     TemplateError, ToolConfigError → 422 unprocessable
@@ -41,7 +43,7 @@ from engine.errors import (
     TemplateError,
     ToolConfigError,
 )
-from noetl_agent.errors import Forbidden, Unauthorized
+from noetl_agent.errors import ClaimNotHeld, Forbidden, Unauthorized
 
 logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -191,6 +193,8 @@ async def _on_noetl_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PlaybookInvalid):
         issues = [issue.to_dict() for issue in exc.issues]
         return problem_response(PLAYBOOK_INVALID, str(exc), instance, issues=issues)
+    if isinstance(exc, ClaimNotHeld):
+        return problem_response(CONFLICT, str(exc), instance, commands=exc.commands)
     kind = kind_of(exc)
     if kind is STORE_UNAVAILABLE:
         logger.error("store failure on %s: %s", instance, exc)

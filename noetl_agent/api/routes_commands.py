@@ -8,9 +8,8 @@ embedded stack no command is handed out, so every id is unknown (404).
 A claim is held by ``WORKER_ID (token NAME)``: the worker id the body names, under the
 name of the token that asked. Token names hold no spaces, so no worker id can make one
 token's holder read as another's. Only the same token can renew a claim or read the
-credentials of the command it holds, whatever worker id another token sends. (Reporting
-a command's final event marks it done for any worker token: reports are idempotent and
-checked against the engine's state, not against claims.)
+credentials of the command it holds, whatever worker id another token sends, and only
+that token can report the command's events (see ``routes_events``).
 """
 
 from __future__ import annotations
@@ -44,6 +43,17 @@ def leases(commands: CommandLeases | None, command_id: str) -> CommandLeases:
 def claimant(principal: Principal, worker_id: str) -> str:
     """Who holds a claim: the worker id, scoped to the name of the token that sent it."""
     return f"{worker_id} (token {principal.name})"
+
+
+def holder_token(holder: str | None) -> str | None:
+    """The name of the token a ``claimant`` string was made under (None if it is not one).
+
+    A worker id may hold anything, but the token name follows the last space: names hold
+    none, so no worker id can pass for another token's claim."""
+    if not holder or not holder.endswith(")"):
+        return None
+    head, marker, name = holder[:-1].rpartition(" (token ")
+    return name if marker and head else None
 
 
 def _lease(request: Request, body: ClaimRequest) -> float:

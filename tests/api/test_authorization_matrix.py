@@ -151,26 +151,35 @@ async def _cancel(ctx: Ctx) -> tuple[str, Any]:
     return f"/api/executions/{approval_id.split('/')[0]}/cancel", {"reason": "matrix"}
 
 
-def _event(execution_id: str, key: str) -> dict[str, Any]:
+def _event(execution_id: str, key: str, tool: str) -> dict[str, Any]:
     return {
         "event_id": f"{execution_id}:start#1:matrix:{key}",
         "event_type": "tool.started",
         "execution_id": execution_id,
         "timestamp": "2026-01-01T00:00:00Z",
         "entity_type": "tool",
-        "entity_id": "start.approval",
+        "entity_id": f"start.{tool}",
         "step_run_id": "start#1",
     }
 
 
+async def _reported(ctx: Ctx) -> dict[str, Any]:
+    """An event a worker may report: on the embedded app, for a paused execution; on the
+    distributed one, for a command claimed under the caller's token when it may claim
+    (reports are bound to the claim's token, admins' included)."""
+    if not ctx.distributed:
+        approval_id = await ctx.paused()
+        return _event(approval_id.split("/")[0], str(ctx.fresh()), "approval")
+    command_id, _ = await ctx.claimed("w")
+    return _event(command_id.split(":")[0], str(ctx.fresh()), "postgres")
+
+
 async def _report(ctx: Ctx) -> tuple[str, Any]:
-    approval_id = await ctx.paused()
-    return "/api/events", _event(approval_id.split("/")[0], str(ctx.fresh()))
+    return "/api/events", await _reported(ctx)
 
 
 async def _report_batch(ctx: Ctx) -> tuple[str, Any]:
-    approval_id = await ctx.paused()
-    return "/api/events/batch", {"events": [_event(approval_id.split("/")[0], str(ctx.fresh()))]}
+    return "/api/events/batch", {"events": [await _reported(ctx)]}
 
 
 async def _decide(ctx: Ctx) -> tuple[str, Any]:

@@ -82,6 +82,9 @@ _HELD = """
 SELECT body::text AS body FROM {s}.command
 WHERE command_id = $1 AND status = 'claimed' AND claimed_by = $2 AND claim_expires_at > now()
 """
+_HOLDERS = """
+SELECT command_id, status, claimed_by FROM {s}.command WHERE command_id = ANY($1::text[])
+"""
 _STATE = """
 SELECT status, claimed_by, claim_expires_at, claim_expires_at < now() AS expired
 FROM {s}.command WHERE command_id = $1
@@ -171,6 +174,14 @@ class WalPosition(NamedTuple):
     started: datetime
 
 
+class Holder(NamedTuple):
+    """A command's status and who holds (or last held) its claim: ``claimed_by`` stays
+    when the command is done, failed or cancelled, and is None while it is queued."""
+
+    status: str
+    claimed_by: str | None
+
+
 class DueCommand(NamedTuple):
     """A command to announce (again): its global id, execution, pool and claims so far."""
 
@@ -230,6 +241,7 @@ class PostgresCommandStore:
         self._heartbeat = db.sql(_HEARTBEAT)
         self._state = db.sql(_STATE)
         self._held = db.sql(_HELD)
+        self._holders = db.sql(_HOLDERS)
         self._complete = db.sql(_COMPLETE)
         self._cancel_execution = db.sql(_CANCEL_EXECUTION)
         self._cancel_finished = db.sql(_CANCEL_FINISHED)
@@ -297,6 +309,16 @@ class PostgresCommandStore:
                 raise await self._refusal(conn, command_id, worker_id, "use")
         held: dict[str, Any] = json.loads(body)
         return held
+
+    async def holders(self, command_ids: Iterable[str]) -> dict[str, Holder]:
+        """Status and claim holder of each of these commands that is stored, in one query
+        (what the event routes check a worker's report against)."""
+        wanted = list(dict.fromkeys(command_ids))
+        if not wanted:
+            return {}
+        async with self._db.connection("read command claims") as conn:
+            rows = await conn.fetch(self._holders, wanted)
+        return {row["command_id"]: Holder(row["status"], row["claimed_by"]) for row in rows}
 
     async def complete(self, *command_ids: str) -> int:
         """Mark commands done (their final result was reported); return how many changed."""

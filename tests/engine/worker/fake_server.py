@@ -5,11 +5,13 @@ It plays the contract a distributed worker relies on:
     POST /api/commands/{id}/claim      200 {command, attempt} | 409 held or done | 404 unknown
     POST /api/commands/{id}/heartbeat  200 {claim_expires_at} | 409 claim lost
     POST /api/events/batch             stores events once by id; a final tool.processed
-                                       marks its command done; 422 for an empty batch
+                                       marks its command done; 422 for an empty batch;
+                                       409 naming the `commands` of a claim taken away
     GET  /health
 
 and lets a test script failures: answer 503 to the next N batches, refuse one execution's
-events (404), take a claim away, or refuse the token (401 unknown, 403 without the role).
+events (404), take a claim away (``lost``: heartbeats and reports on it are refused), or
+refuse the token (401 unknown, 403 without the role).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ def global_id(command: RunTool) -> str:
     return f"{command.execution_id}:{command.command_id}"
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
+def _problem(status: int, detail: str, **members: Any) -> JSONResponse:
     slug = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflict"}
+    kind = f"/problems/{slug.get(status, 'rejected')}"
     return JSONResponse(
-        {"type": f"/problems/{slug.get(status, 'rejected')}", "status": status, "detail": detail},
+        {"type": kind, "status": status, "detail": detail, **members},
         status_code=status,
         media_type="application/problem+json",
     )
@@ -64,6 +67,7 @@ class FakeServer:
     unknown_executions: set[str] = field(default_factory=set)
     fail_next_batches: int = 0
     refused_batches: int = 0
+    refused_reports: list[list[str]] = field(default_factory=list)
     port: int = 0
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
@@ -150,6 +154,12 @@ class FakeServer:
             for event in events:
                 if event["execution_id"] in self.unknown_executions:
                     return _problem(404, f"no execution {event['execution_id']}")
+            taken = sorted({f"{e['execution_id']}:{_local_id(e)}" for e in events} & self.lost)
+            if taken:
+                self.refused_reports.append(taken)
+                self._changed.set()
+                detail = f"the token holds no claim on {', '.join(taken)}"
+                return _problem(409, detail, commands=taken)
             self.batches.append(events)
             for event in events:
                 self.events.setdefault(event["event_id"], event)

@@ -18,7 +18,7 @@ from engine.worker.remote import Backoff, HttpWorkerRemote
 from engine.worker.service import WorkerService
 from tests.conftest import require_service
 from tests.distributed_stack import NATS_URL, nats_up
-from tests.engine.worker.fake_server import WORKER_TOKEN, FakeServer
+from tests.engine.worker.fake_server import WORKER_TOKEN, FakeServer, global_id
 
 ACK_WAIT = 1.0
 
@@ -222,5 +222,19 @@ async def test_a_heartbeat_answered_409_cancels_the_run(stack: Stack) -> None:
     assert _final(stack.server, command_id) == [] and command_id not in stack.server.done
     await asyncio.sleep(ACK_WAIT * 1.5)  # long enough for a released note to come back
     assert stack.server.claims == [(command_id, "w1")]  # the note is not ours any more
+    consumer = await stack.consumer()
+    assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
+
+
+async def test_a_report_answered_409_cancels_the_run_before_any_heartbeat(stack: Stack) -> None:
+    service = await stack.worker("w1", concurrency=1, lease=30.0)  # first heartbeat at 10 s
+    command = _shell(1, "sleep 20")
+    stack.server.lost.add(global_id(command))  # its claim goes to another token at once
+    [command_id] = await stack.publish(command)
+    await _until(lambda: service.running == 0 and stack.server.claims != [], timeout=5)
+    assert stack.server.refused_reports and stack.server.refused_reports[0] == [command_id]
+    assert stack.server.heartbeats == []  # the refused report stopped it, not a heartbeat
+    assert service.completed == 0
+    assert stack.server.events_of(command_id) == [] and command_id not in stack.server.done
     consumer = await stack.consumer()
     assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
