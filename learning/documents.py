@@ -98,8 +98,8 @@ _ERRNO_NAME = re.compile(r"\bE[A-Z]{3,}\b")
 _MASK = re.compile(r"\*{3,}")  # a masked secret says nothing of the cause
 # the advice tools append to their messages: "...; check that the server is running"
 _ADVICE = re.compile(r";\s+(?:check|raise|fix|give|create|run|use|make)\b[^\n]*", re.I)
-# a SQLSTATE as PostgreSQL tools cite it: "(42P01)", "SQLSTATE 42P01", "sqlstate=42P01"
-_SQLSTATE = re.compile(r"\((\w{5})\)|\bsqlstate\W{0,3}(\w{5})\b", re.I)
+# a SQLSTATE as PostgreSQL tools cite it: "(42P01): ...", "SQLSTATE 42P01", "sqlstate=42P01"
+_SQLSTATE = re.compile(r"\((\w{5})\):|\bsqlstate\W{0,3}(\w{5})\b", re.I)
 _VAGUE_DOC = ("Base class", "Common base class", "Unspecified")
 
 
@@ -153,7 +153,7 @@ def _sqlstate_conditions() -> dict[str, str]:
         code = getattr(value, "sqlstate", None)
         if isinstance(value, type) and isinstance(code, str) and code not in conditions:
             name = value.__name__.removesuffix("Error").removeprefix("Postgres")
-            conditions[code] = _words(name) if name else ""
+            conditions[code] = _words(name).lower() if name else ""
     return {code: words for code, words in conditions.items() if words}
 
 
@@ -191,8 +191,9 @@ def normalise_error(message: str) -> str:
         classes.insert(0, head.group(1).lstrip("_"))  # a private class is still its name
         text = head.group(2)
     meanings = _class_meanings(classes) + _sqlstate_meanings(text)
+    text = _ADVICE.sub("", text).strip()
     text = " ".join([text, *(f"({name})" for name in classes)])
-    text = _MASK.sub(" ", _ADVICE.sub("", text))
+    text = _MASK.sub(" ", text)
     text = _ERRNO_PREFIX.sub("", text)
     text = _URL.sub(" url ", text)
     text = _UUID.sub(" id ", text)

@@ -268,22 +268,28 @@ class Searcher:
         size = float(np.linalg.norm(probe))
         if size == 0.0:
             return None
-        fetch = min(MAX_FETCH, CENTRED_FETCH * (k + 5))
-        points = self.store.query("failures", probe.tolist(), limit=fetch, using=MESSAGE)
-        vectors = self.store.vectors("failures", [point.id for point in points], using=MESSAGE)
         query = np.asarray(vector)
-        hits: list[Hit] = []
-        for point in points:
-            stored = vectors.get(point.id)
-            if stored is None or point.payload.get("execution_id") == exclude_execution:
-                continue
-            offset = np.asarray(stored) - mean
-            length = float(np.linalg.norm(offset))
-            score = float(offset @ probe) / (length * size) if length else 0.0
-            payload = point.payload | {"cosine": round(float(query @ np.asarray(stored)), 4)}
-            hits.append(_hit(Point(point.id, payload, score=score)))
-        hits.sort(key=lambda hit: hit.score, reverse=True)
-        return _dedupe(hits)[:k]
+        fetch = min(MAX_FETCH, CENTRED_FETCH * (k + 5))
+        while True:
+            points = self.store.query("failures", probe.tolist(), limit=fetch, using=MESSAGE)
+            vectors = self.store.vectors("failures", [p.id for p in points], using=MESSAGE)
+            hits: list[Hit] = []
+            for point in points:
+                stored = vectors.get(point.id)
+                if stored is None or point.payload.get("execution_id") == exclude_execution:
+                    continue
+                offset = np.asarray(stored) - mean
+                length = float(np.linalg.norm(offset))
+                score = float(offset @ probe) / (length * size) if length else 0.0
+                payload = point.payload | {"cosine": round(float(query @ np.asarray(stored)), 4)}
+                hits.append(_hit(Point(point.id, payload, score=score)))
+            hits.sort(key=lambda hit: hit.score, reverse=True)
+            kept = _dedupe(hits)
+            # too few survive the exclusion and deduplication (one execution's many failing
+            # iterations or attempts): ask again for more, as _query does
+            if len(kept) >= k or len(points) < fetch or fetch >= MAX_FETCH:
+                return kept[:k]
+            fetch = min(MAX_FETCH, fetch * 3)
 
     def similar_playbooks(self, description: str, k: int = 5) -> list[Hit]:
         """Catalog playbooks closest to ``description``, one hit per path."""

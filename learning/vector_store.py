@@ -47,6 +47,7 @@ import contextlib
 import ctypes
 import functools
 import inspect
+import logging
 import sqlite3
 import sys
 import threading
@@ -67,6 +68,7 @@ TEXT = "text"  # the vector of a document's whole text
 VECTORS: dict[str, tuple[str, ...]] = {"failures": (TEXT, "message")}  # other kinds: TEXT
 DEFAULT_PREFIX = "noetl"
 NAMESPACE = uuid.UUID("6f1c1a52-3c1e-4f57-9a43-8d0c1c9a8e21")  # point ids are uuid5 of keys
+logger = logging.getLogger(__name__)
 _KEYWORD_FIELDS = ("execution_id", "playbook_path", "step", "status", "tool_kind")
 _TIMEOUT = 30  # seconds for one call to a Qdrant server
 
@@ -408,13 +410,24 @@ class VectorStore:
     def centroid(self, kind: str, using: str = TEXT) -> tuple[list[float], int] | None:
         """The mean of the ``using`` vectors of ``kind``'s documents, and how many there
         are; None when there are none. Kept in the state collection as documents are
-        upserted; an index made before it was kept computes it once from its vectors."""
+        upserted. The sum is made again from the stored vectors (one pass over them) when
+        it counts other documents than are stored: an index made before sums were kept,
+        a crash between storing points and their sum, two processes indexing into one
+        Qdrant server at once."""
         name = self.collection(kind)
         with self._lock, _translated(self.location):
             if not self._exists(name):
                 return None
             found = self._read_sum(kind, using)
-            if found is None:
+            stored = int(self._client.count(name, exact=True).count)
+            if found is None or found[1] != stored:
+                logger.info(
+                    "summing the %s vectors of %d %s documents (the kept sum counts %s)",
+                    using,
+                    stored,
+                    kind,
+                    "none" if found is None else found[1],
+                )
                 found = self._sum_of_stored(kind, using)
                 self._write_sum(kind, using, *found)
         total, count = found

@@ -123,7 +123,10 @@ class Cancelled(BaseModel):
 
 class Hit(Open):
     kind: str = Field(description="failure, step, execution or playbook.")
-    score: float = Field(description="Similarity, 1 is identical.")
+    score: float = Field(
+        description="Similarity, 1 is identical (for similar failures among 20 or more: "
+        "the cosine after the mean of all failures is taken out, 0 unrelated)."
+    )
     playbook_path: str | None = None
     execution_id: str | None = None
     step: str | None = None

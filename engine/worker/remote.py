@@ -168,6 +168,7 @@ class HttpWorkerRemote:
         self._failure: WorkerUnauthorized | None = None
         self._closing = False
         self._lost: dict[str, asyncio.Event] = {}
+        self._watchers: dict[str, int] = {}  # callers of lost() per command, not forgotten
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -264,10 +265,18 @@ class HttpWorkerRemote:
         worker's token holds no claim on it (its claim expired and went to another worker,
         or the command ended): stop running the command then; its events are dropped.
         Call :meth:`forget` once the command is over."""
+        self._watchers[command_id] = self._watchers.get(command_id, 0) + 1
         return self._lost.setdefault(command_id, asyncio.Event())
 
     def forget(self, command_id: str) -> None:
-        """Stop watching ``command_id`` for refused reports (see :meth:`lost`)."""
+        """Stop watching ``command_id`` for refused reports (see :meth:`lost`); the
+        watch ends when every caller of :meth:`lost` has forgotten it (a worker may run a
+        command again, claimed anew, while its first run is ending)."""
+        left = self._watchers.get(command_id, 0) - 1
+        if left > 0:
+            self._watchers[command_id] = left
+            return
+        self._watchers.pop(command_id, None)
         self._lost.pop(command_id, None)
 
     async def credential(

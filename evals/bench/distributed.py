@@ -19,8 +19,9 @@ the CLI, as a user would, and measures:
   run (where steps wait for a free slot: that figure is the queue, see Little's law).
 * **Event ingestion**: ``--ingest-events`` events shaped like a worker's reports of
   pipeline tools (``tool.started`` and a partial ``tool.processed`` with a typical
-  payload) are posted to ``POST /api/events/batch`` in batches of ``--ingest-batch``
-  (default: the most a worker puts in one report, ``engine.worker.remote.BATCH_SIZE``) by
+  payload) about commands the worker token has claimed are posted to
+  ``POST /api/events/batch`` in batches of ``--ingest-batch`` (default: the most a
+  worker puts in one report, ``engine.worker.remote.BATCH_SIZE``) by
   ``--ingest-clients`` concurrent clients, each one batch at a time like a worker's
   sender and kept for the whole run like a worker's HTTP client. Then the very rows the
   server stored are written again with one binary COPY (``asyncpg.copy_records_to_table``)
@@ -59,6 +60,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -634,6 +636,7 @@ class Ingestion:
 
 
 COPY_REPEATS = 3  # COPYs of each round's rows; the round takes the median
+INGEST_LEASE = 600  # seconds the ingestion's claims last: longer than its rounds take
 
 
 def _report_events(
@@ -692,8 +695,9 @@ def _report_events(
 
 
 async def _idle_executions(bench: Cluster, conn: Any, count: int) -> dict[str, str]:
-    """Start ``count`` executions whose one step waits in a pool no worker serves; return
-    their step run ids by execution id."""
+    """Start ``count`` executions whose one step waits in a pool no worker serves, and
+    claim each step's command with the worker token (reports are taken only from the
+    claim's token); return their step run ids by execution id."""
     async with httpx.AsyncClient(
         base_url=bench.url, headers=bench.headers("operator"), timeout=60
     ) as api:
@@ -707,10 +711,21 @@ async def _idle_executions(bench: Cluster, conn: Any, count: int) -> dict[str, s
             ids,
         )
         if len(rows) == len(ids):
-            return {r["execution_id"]: r["step_run_id"] for r in rows}
+            break
         if time.monotonic() > deadline:
             raise BenchError("the ingestion executions did not start their step in 60 s")
         await asyncio.sleep(0.05)
+    runs = {r["execution_id"]: r["step_run_id"] for r in rows}
+    async with httpx.AsyncClient(
+        base_url=bench.url, headers=bench.headers("worker"), timeout=60
+    ) as worker:
+        for execution_id, step_run_id in runs.items():
+            command = quote(f"{execution_id}:{step_run_id}", safe="")
+            body = {"worker_id": "bench-ingestion", "lease_seconds": INGEST_LEASE}
+            response = await worker.post(f"/api/commands/{command}/claim", json=body)
+            if response.status_code != 200:
+                raise BenchError(f"claiming {command}: {response.status_code} {response.text}")
+    return runs
 
 
 async def _backends(conn: Any, database: str) -> list[int]:

@@ -5,17 +5,19 @@ step name and description, whose step really fails that way through a different 
 library, so the same cause reaches the log in different words:
 
 - HTTP 503 and 429 and rejected credentials: the ``http`` tool, urllib, httpx and
-  requests calling a local test server (:data:`ROUTES`, served by :func:`answer`);
+  requests calling a local test server (:data:`ROUTES`, served by :func:`answer`), and a
+  PostgreSQL role that does not exist;
 - timeouts: a slow route of that server, a PostgreSQL statement timeout, a step timeout;
 - connection refused: a closed port, through the ``http`` and ``postgres`` tools and
   Python sockets;
-- KeyError, ZeroDivisionError and validation errors: Python, pydantic, jsonschema, the
-  test server's 422, a template naming a missing input;
+- KeyError, ZeroDivisionError and validation errors: Python, PostgreSQL, pydantic,
+  jsonschema and the test server's 422;
 - SQL syntax errors and missing tables: PostgreSQL, DuckDB and SQLite.
 
 A variant's tool is YAML in which ``$SERVER`` stands for the test server's base URL;
 ``postgres`` steps use the credentials of :func:`credentials` (``NOETL_EVAL_PG_DSN``,
-default the local server). Queries are how a person would describe each cause.
+default the local server). Queries are how a person would describe each cause; the
+runner checks that each failure's code and message match its family's ``expect``.
 :mod:`evals.retrieval.raised` holds a second corpus, of causes raised as other ecosystems
 word them.
 """
@@ -48,6 +50,7 @@ class Family:
     name: str
     variants: list[Variant]
     queries: list[str] = field(default_factory=list)
+    expect: str | None = None  # a pattern each failure's "code message" must match
 
 
 def python(body: str) -> str:
@@ -163,6 +166,7 @@ FAMILIES = [
             "the upstream server is down or overloaded",
             "server error from the API, try again later",
         ],
+        expect=r"\b503\b",
     ),
     Family(
         "rate_limited",
@@ -203,6 +207,7 @@ FAMILIES = [
             ),
         ],
         ["too many requests to the API", "hit the API quota", "we are being throttled"],
+        expect=r"\b429\b",
     ),
     Family(
         "timed_out",
@@ -249,6 +254,7 @@ FAMILIES = [
             "request exceeded its time limit",
             "the job ran out of time",
         ],
+        expect=r"timed out|timeout",
     ),
     Family(
         "connection_refused",
@@ -289,6 +295,7 @@ FAMILIES = [
             "the connection was refused",
             "nothing is listening on that port",
         ],
+        expect=r"refused|connect call failed|connection attempts failed",
     ),
     Family(
         "missing_key",
@@ -303,12 +310,12 @@ FAMILIES = [
                 """),
             ),
             Variant(
-                "ops/rotate_keys",
+                "ops/nightly_rotation",
                 "read_config",
                 "Rotate the warehouse access keys",
                 _py("""
                     import os
-                    return os.environ["WAREHOUSE_ROTATION_KEY"]
+                    return os.environ["ROTATION_SCHEDULE"]
                 """),
             ),
             Variant(
@@ -335,6 +342,7 @@ FAMILIES = [
             "KeyError on a field that is not there",
             "the record does not have the expected field",
         ],
+        expect=r"\bKeyError\b",
     ),
     Family(
         "division_by_zero",
@@ -378,6 +386,7 @@ FAMILIES = [
             "zero denominator in a calculation",
             "the ratio has nothing to divide by",
         ],
+        expect=r"by zero|DivisionByZero",
     ),
     Family(
         "sql_syntax",
@@ -416,6 +425,7 @@ FAMILIES = [
             "malformed SQL statement",
             "typo in the query text",
         ],
+        expect=r"syntax error",
     ),
     Family(
         "missing_table",
@@ -454,6 +464,7 @@ FAMILIES = [
             "query on a missing table",
             "the relation was not found in the database",
         ],
+        expect=r"does not exist|no such table",
     ),
     Family(
         "bad_credentials",
@@ -498,13 +509,14 @@ FAMILIES = [
             "expired or invalid token",
             "we are not authorised to use the API",
         ],
+        expect=r"\b40[13]\b|\b28000\b|\b28P01\b",
     ),
     Family(
         "validation_failed",
         [
             Variant(
                 "shop/check_orders",
-                "validate",
+                "accept",
                 "Check incoming webhook orders",
                 _py("""
                     import pydantic
@@ -516,7 +528,7 @@ FAMILIES = [
             ),
             Variant(
                 "crm/import_contacts",
-                "check_schema",
+                "read_rows",
                 "Import contacts from the partner file",
                 _py("""
                     import jsonschema
@@ -548,6 +560,7 @@ FAMILIES = [
             "the payload does not match the schema",
             "invalid field value rejected by the validator",
         ],
+        expect=r"validation|\b422\b|required property",
     ),
 ]
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import tempfile
 import time
@@ -120,7 +121,8 @@ async def run_variants(
 ) -> list[tuple[str, Family, Variant]]:
     """Register and run every variant of ``families`` on ``engine`` (from
     :func:`corpus_engine`), one after the other, with the test server up; return
-    (execution id, family, variant) of each. ``RuntimeError`` when one does not fail."""
+    (execution id, family, variant) of each. ``RuntimeError`` when one does not fail, or
+    fails for another cause than its family's (``Family.expect``)."""
     runs: list[tuple[str, Family, Variant]] = []
     with serve_json(answer, name="retrieval-test-server") as server:
         for family in families:
@@ -130,6 +132,13 @@ async def run_variants(
                 outcome = await engine.wait(execution_id, timeout=60)
                 if outcome.status != "failed":
                     raise RuntimeError(f"{variant.path} was expected to fail: {outcome}")
+                error = outcome.error or {}
+                said = f"{error.get('code')} {error.get('message')}"
+                if family.expect and not re.search(family.expect, said, re.I):
+                    raise RuntimeError(
+                        f"{variant.path} failed for another cause than {family.name}: {said} "
+                        "(for the postgres steps, is NOETL_EVAL_PG_DSN reachable?)"
+                    )
                 runs.append((execution_id, family, variant))
     return runs
 

@@ -80,3 +80,8 @@ def test_the_advice_a_tool_appends_is_left_out() -> None:
         "or check that the server is responsive"
     )
     assert normalise_error(message) == "GET url timed out after 0.3s (read timeout)"
+
+
+def test_leaving_out_the_advice_keeps_the_exception_class() -> None:
+    message = "ConnectionError: cannot connect; check the host and port"
+    assert normalise_error(message).split("\n")[0] == "cannot connect (connection error)"

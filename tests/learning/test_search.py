@@ -210,3 +210,41 @@ def test_similar_failures_compare_what_is_particular_once_there_are_enough(
     best = np.argsort(-scores)[:5]
     assert [hit.execution_id for hit in hits] == [f"run{i + 1}" for i in best]
     assert [hit.score for hit in hits] == pytest.approx(scores[best].tolist(), abs=1e-4)
+
+
+def test_one_execution_with_many_failures_does_not_crowd_out_the_others(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from learning.vector_store import point_id
+
+    rng = np.random.default_rng(3)
+    shared = rng.normal(size=384)
+    raw = rng.normal(size=(90, 384)) + shared
+    raw[:60] += 4 * rng.normal(size=384)  # 60 failing iterations of one execution, alike
+    vectors = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    store = VectorStore.open(IndexLocation.local(tmp_path / "qdrant"))
+    store.upsert(
+        "failures",
+        [
+            (
+                point_id("failures", f"f{n}"),
+                {"text": vector.tolist(), "message": vector.tolist()},
+                {
+                    "kind": "failure",
+                    "execution_id": "loop" if n < 60 else f"run{n}",
+                    "step_run_id": "each#1",
+                    "iteration": n,
+                    "final": True,
+                    "seq": n,
+                },
+            )
+            for n, vector in enumerate(vectors)
+        ],
+    )
+
+    hits = Searcher(store).similar_failures(execution_id="loop", k=5)
+
+    assert len(hits) == 5
+    assert all(hit.execution_id != "loop" for hit in hits)

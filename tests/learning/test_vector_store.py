@@ -233,3 +233,28 @@ def test_an_index_made_before_means_were_kept_gets_its_mean_from_its_vectors(
     mean, count = store.centroid("failures", "message") or ([], 0)  # kept from then on
     assert count == 13
     assert np.allclose(mean, np.vstack([vectors, [extra]]).mean(axis=0), atol=1e-5)
+
+
+def test_a_sum_that_lost_points_is_made_again_from_the_stored_vectors(tmp_path: Path) -> None:
+    """Points stored without their sum (a crash between the two writes, or another process
+    writing to the same Qdrant server) are counted again at the next ``centroid``."""
+    import numpy as np
+    from qdrant_client import models
+
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 15)
+    store = VectorStore.open(IndexLocation.local(tmp_path / "index"))
+    _fill(store, vectors[:10])
+    store._client.upsert(  # the points only, as a crash before the sum's write leaves them
+        store.collection("failures"),
+        points=[
+            models.PointStruct(
+                id=point_id("failures", f"lost{n}"),
+                vector={"text": row.tolist(), "message": row[::-1].tolist()},
+            )
+            for n, row in enumerate(vectors[10:])
+        ],
+    )
+    mean, count = store.centroid("failures", "message") or ([], 0)
+    assert count == 15
+    assert np.allclose(mean, vectors[:, ::-1].mean(axis=0), atol=1e-5)
