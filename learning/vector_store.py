@@ -27,12 +27,13 @@ with a 64-bit copy of the query; those of a collection made in this process are 
 and a 64-bit query makes numpy convert the whole matrix on every query. The vectors come
 from a 32-bit model, so each opened local collection's vectors are kept as 32-bit floats
 (half the memory, nothing lost; the memory freed goes back to the system) and queried
-with a 32-bit query through the collection's own search (:class:`_LocalSearch`), the
-step ``query_points`` runs in local mode, with numpy's BLAS on one thread. Both rely on
+with a 32-bit query (:class:`_LocalSearch`): the scan ``query_points`` runs in local mode,
+with numpy's BLAS on one thread, sorting only the best scores. Both rely on
 qdrant-client's local-mode internals (``QdrantLocal.collections``,
-``LocalCollection.vectors`` and ``LocalCollection.search``): they are checked before use,
-and where they differ the public ``query_points`` is used and the vectors are left as
-they are.
+``LocalCollection.vectors``, ``search``, ``payload``, ``ids_inv`` and its mask of
+filtered and deleted points): they are checked before use, and where they differ the
+collection's ``search`` or the public ``query_points`` is used and the vectors are left
+as they are.
 
 Local mode allows one client per folder per process (and one process per folder): every
 :class:`VectorStore` of a folder shares one client and one lock, and a folder held by
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import ctypes
 import functools
 import inspect
@@ -338,16 +340,15 @@ class VectorStore:
                 return []
             search = _LocalSearch.of(self._client, name)
             if search is not None:
-                points = search(vector, using=using, limit=limit, query_filter=_filter(match))
-            else:
-                points = self._client.query_points(
-                    name,
-                    query=list(vector),
-                    using=using,
-                    limit=limit,
-                    query_filter=_filter(match),
-                    with_payload=True,
-                ).points
+                return search(vector, using=using, limit=limit, query_filter=_filter(match))
+            points = self._client.query_points(
+                name,
+                query=list(vector),
+                using=using,
+                limit=limit,
+                query_filter=_filter(match),
+                with_payload=True,
+            ).points
         return [
             Point(str(point.id), dict(point.payload or {}), score=float(point.score))
             for point in points
@@ -553,16 +554,19 @@ _SEARCH_PARAMETERS = ("query_vector", "query_filter", "limit", "with_payload")
 
 
 class _LocalSearch:
-    """A local-mode collection's own search, called with a query of its vectors' type.
+    """A local-mode collection's search, with a query of its vectors' type.
 
     ``query_points`` turns the query into 64-bit floats before it hands it to
     ``LocalCollection.search``; against 32-bit vectors numpy then converts the whole
-    matrix on every query. Called directly with a query of the matrix's own type, the
-    search is otherwise the same: the same scores, order, filter and payload copies."""
+    matrix on every query. Here the query has the matrix's own type, and a dot-product
+    vector is scanned directly (:meth:`_top`): the collection's scores and mask (filter,
+    deleted points) and payload copies, but only the ``limit`` best are sorted, where the
+    collection's search sorts every score. Other vectors go to the collection's search."""
 
-    def __init__(self, search: Any, vectors: dict[str, Any]) -> None:
+    def __init__(self, search: Any, vectors: dict[str, Any], collection: Any = None) -> None:
         self.search = search
         self.vectors = vectors
+        self.collection = collection  # set where the top-k scan below can read it
 
     @classmethod
     def of(cls, client: QdrantClient, name: str) -> _LocalSearch | None:
@@ -576,7 +580,12 @@ class _LocalSearch:
         vectors = getattr(collection, "vectors", None)
         if not isinstance(vectors, dict) or not all(map(_is_matrix, vectors.values())):
             return None
-        return cls(collection.search, vectors)
+        scannable = all(
+            callable(getattr(collection, attribute, None))
+            for attribute in ("_payload_and_non_deleted_mask", "get_vector_params")
+        ) and isinstance(getattr(collection, "ids_inv", None), list)
+        scannable = scannable and isinstance(getattr(collection, "payload", None), list)
+        return cls(collection.search, vectors, collection if scannable else None)
 
     def compact(self) -> bool:
         """Keep the dense vectors as 32-bit floats (local mode loads them as 64-bit);
@@ -592,18 +601,63 @@ class _LocalSearch:
 
     def __call__(
         self, vector: Sequence[float], *, using: str, limit: int, query_filter: Any
-    ) -> list[Any]:
+    ) -> list[Point]:
         import numpy as np
 
         matrix = self.vectors.get(using)  # an unknown name: the search says so
         query = np.asarray(vector, dtype=np.float32 if matrix is None else matrix.dtype)
         with _BLAS_LIMIT, _one_blas_thread()():
+            if matrix is not None and self._dot(using):
+                return self._top(matrix, query, using, limit, query_filter)
             found: list[Any] = self.search(
                 query_vector=(using, query),
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
             )
+        return [
+            Point(str(point.id), dict(point.payload or {}), score=float(point.score))
+            for point in found
+        ]
+
+    def _dot(self, using: str) -> bool:
+        """Whether the top-k scan can answer for ``using``: a dot-product vector of a
+        collection whose internals it reads."""
+        from qdrant_client import models
+
+        if self.collection is None:
+            return False
+        try:
+            params = self.collection.get_vector_params(using)
+        except (KeyError, ValueError):
+            return False
+        return getattr(params, "distance", None) == models.Distance.DOT
+
+    def _top(
+        self, matrix: Any, query: Any, using: str, limit: int, query_filter: Any
+    ) -> list[Point]:
+        """The collection's search without its full sort: the same scores and mask
+        (filter, deleted points), then only the ``limit`` best are ordered. Sorting every
+        score took a quarter of a query over 100k points."""
+        import numpy as np
+
+        collection = self.collection
+        payloads = collection.payload
+        scores = matrix[: len(payloads)] @ query
+        mask = collection._payload_and_non_deleted_mask(query_filter, vector_name=using)
+        candidates = np.flatnonzero(mask) if not mask.all() else None
+        if candidates is not None:
+            scores = scores[candidates]
+        count = min(limit, len(scores))
+        if count <= 0:
+            return []
+        best = np.argpartition(scores, len(scores) - count)[len(scores) - count :]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        found = []
+        for index in best:
+            row = int(index if candidates is None else candidates[index])
+            payload = copy.deepcopy(payloads[row])  # the stored one must stay as it is
+            found.append(Point(str(collection.ids_inv[row]), payload, score=float(scores[index])))
         return found
 
 

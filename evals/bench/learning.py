@@ -459,6 +459,8 @@ class Latency:
     embed_p50_ms: float
     store_p50_ms: float
     store_p95_ms: float
+    similar_p50_ms: float  # similar_failures(text=..., k=10): centred on the failures' mean
+    similar_p95_ms: float
     build_s: float
     open_s: float
     rss_mb: float  # resident set of the process with this index open
@@ -539,7 +541,9 @@ def measure_latency(
     texts = queries[:samples]  # each timed once: no query repeats
     for text in WARM_UP:
         searcher.search_history(text, "failures", k=K)
+        searcher.similar_failures(text=text, k=K)
     total: list[float] = []
+    similar: list[float] = []
     cpu: list[float] = []
     embed: list[float] = []
     query: list[float] = []
@@ -550,6 +554,11 @@ def measure_latency(
         cpu.append((time.process_time() - used) * 1000)
         if len(hits) != min(K, size):
             raise RuntimeError(f"a search returned {len(hits)} hits of {size} documents")
+        started = time.perf_counter()
+        found = searcher.similar_failures(text=text, k=K)
+        similar.append((time.perf_counter() - started) * 1000)
+        if len(found) != min(K, size):
+            raise RuntimeError(f"similar_failures returned {len(found)} hits of {size}")
         started = time.perf_counter()
         vector = embedder.embed([text])[0]
         embed.append((time.perf_counter() - started) * 1000)
@@ -566,6 +575,8 @@ def measure_latency(
         embed_p50_ms=round(percentile(embed, 50), 2),
         store_p50_ms=round(percentile(query, 50), 2),
         store_p95_ms=round(percentile(query, 95), 2),
+        similar_p50_ms=round(percentile(similar, 50), 2),
+        similar_p95_ms=round(percentile(similar, 95), 2),
         build_s=round(build_s, 1),
         open_s=round(open_s, 2),
         rss_mb=round(resident / 1024, 1),
@@ -685,14 +696,15 @@ def markdown(report: Report) -> str:
         "plus Gaussian noise, re-normalised; the index reopened before timing.",
         "",
         "| Documents | Queries | p50 | p95 | CPU p50 | embed p50 | store p50 | store p95 | "
-        "build | open | RSS | load |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "similar p50 | similar p95 | build | open | RSS | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for item in report.latency:
         lines.append(
             f"| {item.size:,} | {item.queries} | {item.p50_ms:.1f} ms | {item.p95_ms:.1f} ms | "
             f"{item.cpu_p50_ms:.1f} ms | {item.embed_p50_ms:.1f} ms | "
-            f"{item.store_p50_ms:.1f} ms | {item.store_p95_ms:.1f} ms | {item.build_s:.0f} s | "
+            f"{item.store_p50_ms:.1f} ms | {item.store_p95_ms:.1f} ms | "
+            f"{item.similar_p50_ms:.1f} ms | {item.similar_p95_ms:.1f} ms | {item.build_s:.0f} s | "
             f"{item.open_s:.1f} s | {item.rss_mb:.0f} MB | {item.load:.2f} |"
         )
     lines += [
@@ -700,7 +712,9 @@ def markdown(report: Report) -> str:
         "p50/p95: wall time of the whole call; CPU p50: CPU time of all the process's "
         "threads during it (on a busy machine the wall time exceeds it by the time the "
         "call waited for a core); embed: the query embedding "
-        f"alone; store: `VectorStore.query` alone (top {K * 2}); build: writing the points; "
+        f"alone; store: `VectorStore.query` alone (top {K * 2}); similar: "
+        f"`similar_failures(text=..., k={K})` on the same text (the embedding, the failures' "
+        "mean, the centred query and its candidates' vectors); build: writing the points; "
         "open: opening the folder again (local mode loads every point into memory); RSS: "
         "the process's resident set with that index open (the model included); load: the "
         "1-minute load average after the searches. Every query text is distinct, none is "

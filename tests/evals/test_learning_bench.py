@@ -38,6 +38,7 @@ def test_a_quick_run_reports_throughput_memory_and_latency(
         assert item["queries"] == 5
         assert item["p95_ms"] >= item["p50_ms"] > 0
         assert item["store_p50_ms"] > 0 and item["embed_p50_ms"] > 0
+        assert item["similar_p95_ms"] >= item["similar_p50_ms"] > 0
         assert item["passed"] is None  # the goal is stated at 100k documents
 
     text = results.read_text()

@@ -258,3 +258,24 @@ def test_a_sum_that_lost_points_is_made_again_from_the_stored_vectors(tmp_path: 
     mean, count = store.centroid("failures", "message") or ([], 0)
     assert count == 15
     assert np.allclose(mean, vectors[:, ::-1].mean(axis=0), atol=1e-5)
+
+
+def test_a_query_asking_for_more_than_there_is_gets_all_in_order_and_copies(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(9)
+    vectors = _unit(rng, 30)
+    store = VectorStore.open(IndexLocation.local(tmp_path / "qdrant"))
+    _fill(store, vectors)
+    query = _unit(rng, 1)[0]
+
+    points = store.query("failures", query.tolist(), limit=50)
+    assert len(points) == 30
+    assert np.allclose([p.score or 0.0 for p in points], np.sort(vectors @ query)[::-1], atol=1e-5)
+    assert store.query("failures", query.tolist(), limit=50, match={"step": "nowhere"}) == []
+
+    points[0].payload["step"] = "changed"  # a hit's payload is the caller's own copy
+    again = store.query("failures", query.tolist(), limit=1)
+    assert again[0].id == points[0].id and again[0].payload["step"] != "changed"
