@@ -13,7 +13,7 @@ come back as the classes the embedded engine raises, rebuilt from the server's p
 documents, so calling code does not care which side of the wire the engine is on:
 
     NotFound, Conflict, StoreError, PlaybookInvalid (with its issues)   engine.errors
-    Forbidden, Unauthorized                                             noetl_agent.errors
+    Forbidden, Unauthorized, ClaimNotHeld (a Conflict naming commands)  noetl_agent.errors
     ApiError (any other refusal; ``status`` and ``problem`` attached)
     └── ServerUnavailable (no answer: not running, wrong address, timed out)
 
@@ -36,7 +36,7 @@ import httpx
 from engine.core.events import Event
 from engine.errors import Conflict, Issue, NoetlError, NotFound, PlaybookInvalid, StoreError
 from engine.runtime.embedded import ExecutionOutcome
-from noetl_agent.errors import ApiError, Forbidden, ServerUnavailable, Unauthorized
+from noetl_agent.errors import ApiError, ClaimNotHeld, Forbidden, ServerUnavailable, Unauthorized
 from noetl_agent.executions import PendingApproval
 
 T = TypeVar("T")
@@ -172,6 +172,9 @@ def error_from(response: httpx.Response) -> NoetlError:
             if isinstance(item, dict)
         ]
         return PlaybookInvalid(issues)
+    commands = problem.get("commands")
+    if slug == "conflict" and isinstance(commands, list):
+        return ClaimNotHeld(detail, [str(command) for command in commands])
     cls = _ERRORS.get(slug) or _BY_STATUS.get(response.status_code)
     if cls is not None:
         return cls(detail)

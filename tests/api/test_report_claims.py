@@ -14,9 +14,12 @@ import pytest
 from engine.core import events as ev
 from engine.core.commands import RunTool
 from engine.core.events import Event
+from engine.errors import Conflict
 from engine.runtime.tool_runner import ToolRunner
 from engine.tools.registry import ToolRegistry
 from engine.worker.remote import HttpWorkerRemote
+from noetl_agent.client import error_from
+from noetl_agent.errors import ClaimNotHeld
 from noetl_agent.tokens import PostgresTokenStore
 from tests.api.conftest import HELLO
 from tests.distributed_stack import (
@@ -111,6 +114,9 @@ async def test_another_token_cannot_finish_a_command_and_the_holder_can_resend(a
         assert "token 'worker-2' holds no claim" in problem["detail"]
         assert "is claimed by 'w1 (token worker)', not by token 'worker-2'" in problem["detail"]
         assert "handed to another worker, where the step runs again" in problem["detail"]
+        error = error_from(refused)  # what the Python client raises
+        assert isinstance(error, ClaimNotHeld) and isinstance(error, Conflict)
+        assert error.commands == [note.command_id]
     assert not {e.event_id for e in reported} & set(await _stored_ids(stack, note.execution_id))
     assert (await stack.store.counts()).get(("cpu", "claimed")) == 1  # not marked done
     assert (await _heartbeat(api, stack, note.command_id, "worker", "w1")).status_code == 200
