@@ -9,7 +9,10 @@ similarity (``score``, 1 is identical meaning): with the whole text of each docu
 (a failure's leans towards its error's cause), except that failures are compared with
 failures (and with an error text) by their error messages alone, rewritten to say their
 cause (:func:`learning.documents.normalise_error`), which the rest of the text would only
-blur. Each hit links back to its execution and to the event it came from. Failures are
+blur; once :data:`MIN_CENTRED` failures are indexed, those messages are compared after
+the mean of all of them is taken out (the score is then that centred cosine, and the
+plain one is the payload's ``cosine``). Each hit links back to its execution and to the
+event it came from. Failures are
 reported once per failing step run (its best matching attempt), and playbooks once per
 path. Calls block (model, local Qdrant): async callers run them in a thread.
 """
