@@ -298,10 +298,7 @@ class VectorStore:
         ]
         names = vector_names(kind)
         with self._lock, _translated(self.location):
-            if not self._exists(name):  # a new collection keeps its sums from the start
-                self._ensure(name, DIMENSION, vectors=names, keyword_fields=_KEYWORD_FIELDS)
-                for using in names:
-                    self._write_sum(kind, using, [0.0] * DIMENSION, 0)
+            self._ensure(name, DIMENSION, vectors=names, keyword_fields=_KEYWORD_FIELDS)
             replaced = self._client.retrieve(
                 name, ids=[pid for pid, _, _ in items], with_payload=False, with_vectors=True
             )
@@ -349,10 +346,7 @@ class VectorStore:
                 query_filter=_filter(match),
                 with_payload=True,
             ).points
-        return [
-            Point(str(point.id), dict(point.payload or {}), score=float(point.score))
-            for point in points
-        ]
+        return _scored(points)
 
     def scan(
         self,
@@ -410,11 +404,10 @@ class VectorStore:
 
     def centroid(self, kind: str, using: str = TEXT) -> tuple[list[float], int] | None:
         """The mean of the ``using`` vectors of ``kind``'s documents, and how many there
-        are; None when there are none. Kept in the state collection as documents are
-        upserted. The sum is made again from the stored vectors (one pass over them) when
-        it counts other documents than are stored: an index made before sums were kept,
-        a crash between storing points and their sum, two processes indexing into one
-        Qdrant server at once."""
+        are; None when there are none. The first call sums the stored vectors (one pass
+        over them) into the state collection, and from then on upserts keep that sum. It
+        is made again whenever it counts other documents than are stored: a crash between
+        storing points and their sum, two processes indexing into one Qdrant server."""
         name = self.collection(kind)
         with self._lock, _translated(self.location):
             if not self._exists(name):
@@ -484,8 +477,8 @@ class VectorStore:
         removed: Sequence[Sequence[float]],
     ) -> None:
         """Add ``added`` to the kept sum of ``kind``'s ``using`` vectors and take
-        ``removed`` (the vectors they replaced) out; a sum not kept yet stays unkept
-        (:meth:`centroid` computes it from the stored vectors)."""
+        ``removed`` (the vectors they replaced) out; a sum nobody asked for
+        (:meth:`centroid`) is not kept."""
         import numpy as np
 
         found = self._read_sum(kind, using)
@@ -615,10 +608,7 @@ class _LocalSearch:
                 limit=limit,
                 with_payload=True,
             )
-        return [
-            Point(str(point.id), dict(point.payload or {}), score=float(point.score))
-            for point in found
-        ]
+        return _scored(found)
 
     def _dot(self, using: str) -> bool:
         """Whether the top-k scan can answer for ``using``: a dot-product vector of a
@@ -706,6 +696,14 @@ def _release_free_memory() -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _scored(points: Sequence[Any]) -> list[Point]:
+    """qdrant-client's scored points as :class:`Point` s."""
+    return [
+        Point(str(point.id), dict(point.payload or {}), score=float(point.score))
+        for point in points
+    ]
 
 
 def _is_matrix(value: Any) -> bool:

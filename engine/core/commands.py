@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.core.templates import StepResult, StepResultList
+
+if TYPE_CHECKING:
+    from engine.core.events import Event
+
+
+def command_id(step_run_id: str, iteration: int | None) -> str:
+    """A command's id within its execution: its step run, plus ``/iteration`` for one
+    iteration of a loop."""
+    return step_run_id if iteration is None else f"{step_run_id}/{iteration}"
+
+
+def global_id(execution_id: str, local_id: str) -> str:
+    """A command's id across executions: ``execution_id:command_id``."""
+    return f"{execution_id}:{local_id}"
+
+
+def command_id_of(event: Event) -> str | None:
+    """The global id of the command ``event`` reports on; None when it names no step run."""
+    if not event.step_run_id:
+        return None
+    return global_id(event.execution_id, command_id(event.step_run_id, event.iteration))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +50,7 @@ class RunTool:
 
     @property
     def command_id(self) -> str:
-        suffix = f"/{self.iteration}" if self.iteration is not None else ""
-        return f"{self.step_run_id}{suffix}"
+        return command_id(self.step_run_id, self.iteration)
 
     @property
     def kind(self) -> str:

@@ -148,15 +148,6 @@ class Event:
         )
 
 
-def command_id_of(event: Event) -> str | None:
-    """The global id of the command ``event`` reports on: ``execution_id:step_run_id``, plus
-    ``/iteration`` for a loop iteration; None when it names no step run."""
-    if not event.step_run_id:
-        return None
-    suffix = f"/{event.iteration}" if event.iteration is not None else ""
-    return f"{event.execution_id}:{event.step_run_id}{suffix}"
-
-
 class JsonObject(dict[str, Any]):
     """A payload read from JSON that carries its JSON text (``json``), so a store can
     write it without encoding it again.

@@ -47,8 +47,8 @@ from urllib.parse import quote
 
 import httpx
 
-from engine.core.commands import RunTool
-from engine.core.events import Event, command_id_of
+from engine.core.commands import RunTool, command_id_of
+from engine.core.events import Event
 from engine.errors import NoetlError, StoreError, ToolConfigError
 
 __all__ = [

@@ -66,6 +66,7 @@ import asyncpg
 import httpx
 
 from engine.adapters.postgres.stores import EVENT_COPY_COLUMNS
+from engine.core.commands import global_id
 from engine.worker.remote import BATCH_SIZE
 from evals.bench.engine import machine
 from evals.results import RESULTS, write_section
@@ -720,7 +721,7 @@ async def _idle_executions(bench: Cluster, conn: Any, count: int) -> dict[str, s
         base_url=bench.url, headers=bench.headers("worker"), timeout=60
     ) as worker:
         for execution_id, step_run_id in runs.items():
-            command = quote(f"{execution_id}:{step_run_id}", safe="")
+            command = quote(global_id(execution_id, step_run_id), safe="")
             body = {"worker_id": "bench-ingestion", "lease_seconds": INGEST_LEASE}
             response = await worker.post(f"/api/commands/{command}/claim", json=body)
             if response.status_code != 200:

@@ -49,7 +49,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from engine.core import events as ev
-from engine.core.events import Event, command_id_of
+from engine.core.commands import command_id_of
+from engine.core.events import Event
 from engine.runtime.embedded import Engine
 from noetl_agent.api.deps import CommandLeases, CommandsDep, EngineDep, FeedDep, MetricsDep, allow
 from noetl_agent.api.metrics import Metrics

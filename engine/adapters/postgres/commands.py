@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.core.commands import RunTool
+from engine.core.commands import RunTool, global_id
 from engine.errors import Conflict, NotFound, StoreError
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint AS written,
 
 def global_command_id(command: RunTool) -> str:
     """The id a command has across executions: ``execution_id:command_id``."""
-    return f"{command.execution_id}:{command.command_id}"
+    return global_id(command.execution_id, command.command_id)
 
 
 class WalPosition(NamedTuple):

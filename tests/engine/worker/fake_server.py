@@ -27,7 +27,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from engine.core.commands import RunTool
+from engine.adapters.postgres.commands import global_command_id
+from engine.core.commands import RunTool, command_id_of
+from engine.core.events import Event
 
 WORKER_TOKEN = "worker-secret"
 VIEWER_TOKEN = "viewer-secret"
@@ -37,10 +39,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def global_id(command: RunTool) -> str:
-    return f"{command.execution_id}:{command.command_id}"
 
 
 def _problem(status: int, detail: str, **members: Any) -> JSONResponse:
@@ -79,7 +77,7 @@ class FakeServer:
 
     def add(self, command: RunTool) -> str:
         """Make ``command`` claimable; returns its global id."""
-        command_id = global_id(command)
+        command_id = global_command_id(command)
         self.commands[command_id] = command.to_dict()
         return command_id
 
@@ -154,7 +152,7 @@ class FakeServer:
             for event in events:
                 if event["execution_id"] in self.unknown_executions:
                     return _problem(404, f"no execution {event['execution_id']}")
-            taken = sorted({f"{e['execution_id']}:{_local_id(e)}" for e in events} & self.lost)
+            taken = sorted({_command_of(event) for event in events} & self.lost)
             if taken:
                 self.refused_reports.append(taken)
                 self._changed.set()
@@ -164,7 +162,7 @@ class FakeServer:
             for event in events:
                 self.events.setdefault(event["event_id"], event)
                 if event["event_type"] == "tool.processed" and not event["payload"].get("partial"):
-                    self.done.add(f"{event['execution_id']}:{_local_id(event)}")
+                    self.done.add(_command_of(event))
             self._changed.set()
             return {"accepted": len(events)}
 
@@ -188,10 +186,9 @@ class FakeServer:
             self._server = self._task = None
 
 
-def _local_id(event: dict[str, Any]) -> str:
-    iteration = event.get("iteration")
-    suffix = f"/{iteration}" if iteration is not None else ""
-    return f"{event['step_run_id']}{suffix}"
+def _command_of(event: dict[str, Any]) -> str:
+    """The global id of the command a reported event (as JSON) is about."""
+    return command_id_of(Event.from_dict(event)) or ""
 
 
 class _QuietServer(uvicorn.Server):

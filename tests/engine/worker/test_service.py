@@ -13,12 +13,13 @@ import nats
 import pytest
 
 from engine.adapters.nats.bus import CommandNote, NatsCommandBus
+from engine.adapters.postgres.commands import global_command_id
 from engine.core.commands import RunTool
 from engine.worker.remote import Backoff, HttpWorkerRemote
 from engine.worker.service import WorkerService
 from tests.conftest import require_service
 from tests.distributed_stack import NATS_URL, nats_up
-from tests.engine.worker.fake_server import WORKER_TOKEN, FakeServer, global_id
+from tests.engine.worker.fake_server import WORKER_TOKEN, FakeServer
 
 ACK_WAIT = 1.0
 
@@ -229,7 +230,7 @@ async def test_a_heartbeat_answered_409_cancels_the_run(stack: Stack) -> None:
 async def test_a_report_answered_409_cancels_the_run_before_any_heartbeat(stack: Stack) -> None:
     service = await stack.worker("w1", concurrency=1, lease=30.0)  # first heartbeat at 10 s
     command = _shell(1, "sleep 20")
-    stack.server.lost.add(global_id(command))  # its claim goes to another token at once
+    stack.server.lost.add(global_command_id(command))  # its claim goes to another token at once
     [command_id] = await stack.publish(command)
     await _until(lambda: service.running == 0 and stack.server.claims != [], timeout=5)
     assert stack.server.refused_reports and stack.server.refused_reports[0] == [command_id]
